@@ -1,0 +1,3 @@
+"""Email-driven approval responder for Halo."""
+
+__version__ = "0.1.0"

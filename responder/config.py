@@ -1,0 +1,252 @@
+"""The settings tree: one TOML file, validated once at start, passed around as objects.
+
+Every error names the key it is about (``imap.port: expected an integer``), and a
+secret value may be written inline, as ``env:NAME`` or as ``file:/path``. Secrets are
+held as ``SecretStr`` so that no repr, log line or error message shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+TlsMode = Literal["implicit", "starttls", "none"]
+AuthPolicy = Literal["require", "dkim-only", "off"]
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message names each offending key."""
+
+
+def resolve_secret(value: Any) -> Any:
+    """Turn ``env:NAME`` and ``file:/path`` into the secret they point at."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        path = Path(value[5:])
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(resolve_secret)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HaloSettings(Section):
+    """Where Halo is and how we sign in (OAuth2 client credentials)."""
+
+    base_url: str
+    auth_url: str | None = None  # default {base_url}/auth; the token is at {auth_url}/token
+    tenant: str | None = None  # sent as ?tenant= on the token request
+    client_id: str
+    client_secret: Secret
+    scope: str = "all"
+    timeout: float = Field(default=20.0, gt=0)
+    # Halo allows ~300 requests per rolling 5 minutes per tenant, shared with every
+    # other integration: we keep to our own budget so that we never cause a 429.
+    requests_per_window: int = Field(default=300, ge=1)
+    window_seconds: float = Field(default=300.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    # Which approver field takes the approver's comment is unconfirmed (shared/halo).
+    note_field: str = "note"
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url.rstrip("/") + "/api"
+
+    @property
+    def token_url(self) -> str:
+        auth = (self.auth_url or self.base_url.rstrip("/") + "/auth").rstrip("/")
+        return auth + "/token"
+
+
+class ImapSettings(Section):
+    host: str
+    port: int | None = None  # default 993 for implicit TLS, else 143
+    tls: TlsMode = "implicit"
+    username: str
+    password: Secret
+    folder: str = "INBOX"
+    idle: bool = True  # wait with IMAP IDLE where the server offers it
+    idle_renew_seconds: float = Field(default=24 * 60, gt=0)  # servers drop IDLE at ~29 min
+    poll_seconds: float = Field(default=60.0, gt=0)  # where the server lacks IDLE
+    timeout: float = Field(default=30.0, gt=0)
+    verify_tls: bool = True
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+
+class MaildirSettings(Section):
+    """A local Maildir that the mail server delivers into (also used by the demo)."""
+
+    path: Path
+    poll_seconds: float = Field(default=2.0, gt=0)
+
+
+class SmtpSettings(Section):
+    host: str
+    port: int | None = None  # default 465 for implicit TLS, 587 for STARTTLS, else 25
+    tls: TlsMode = "starttls"
+    username: str | None = None
+    password: OptionalSecret = None
+    from_: str = Field(alias="from")
+    timeout: float = Field(default=30.0, gt=0)
+    verify_tls: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
+
+
+class StateSettings(Section):
+    path: Path = Path("responder.sqlite3")
+
+
+class FolderSettings(Section):
+    """Where each message is filed after its work is recorded (created if missing)."""
+
+    done: str = "Approvals/Done"
+    unmatched: str = "Approvals/Unmatched"
+    failed: str = "Approvals/Failed"
+    ignored: str = "Approvals/Ignored"
+    quarantine: str = "Approvals/Quarantine"
+
+
+class ParsingSettings(Section):
+    start_tag: str = Field(default="[ID:", min_length=1)
+    end_tag: str = Field(default="]", min_length=1)
+    # Extra decision words, off by default: e.g. languages = ["de", "fr"] turns on the
+    # built-in German and French words; approve_words / reject_words add your own.
+    languages: tuple[str, ...] = ()
+    approve_words: tuple[str, ...] = ()
+    reject_words: tuple[str, ...] = ()
+
+
+class AnswerSettings(Section):
+    templates: Path | None = None  # a folder of your own templates; missing ones fall back
+    enabled: bool = True
+
+
+class SecuritySettings(Section):
+    policy: AuthPolicy = "require"
+    trusted_authserv_id: tuple[str, ...] = ()
+    max_age_days: float = Field(default=30.0, gt=0)
+    answers_per_sender_per_hour: int = Field(default=10, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("trusted_authserv_id"), str):
+            data = {**data, "trusted_authserv_id": (data["trusted_authserv_id"],)}
+        return data
+
+
+class MatchingSettings(Section):
+    # Second address -> the address Halo knows the approver by. Never a wildcard.
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(Section):
+    halo: HaloSettings
+    imap: ImapSettings | None = None
+    maildir: MaildirSettings | None = None
+    smtp: SmtpSettings
+    state: StateSettings = StateSettings()
+    folders: FolderSettings = FolderSettings()
+    parsing: ParsingSettings = ParsingSettings()
+    answers: AnswerSettings = AnswerSettings()
+    security: SecuritySettings = SecuritySettings()
+    matching: MatchingSettings = MatchingSettings()
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> Settings:
+        if (self.imap is None) == (self.maildir is None):
+            raise ValueError("configure exactly one mailbox: an [imap] or a [maildir] section")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, so that logging can redact them."""
+        values = [self.halo.client_secret]
+        if self.imap:
+            values.append(self.imap.password)
+        if self.smtp.password:
+            values.append(self.smtp.password)
+        return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+_FRIENDLY = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    msg = _FRIENDLY.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    """Validate a config mapping; raise ConfigError naming every bad key."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors(include_input=False, include_url=False)]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_settings(data)
+
+
+def readable_by_others(path: Path) -> bool:
+    """A config that holds secrets should not be world- or group-readable."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))

@@ -1,0 +1,45 @@
+"""The mailbox seam: one interface, two implementations (IMAP and a local Maildir).
+
+The orchestrator only ever talks to a ``Mailbox``; it does not know which one it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message waiting in the watched folder."""
+
+    ref: str  # the mailbox's own handle: an IMAP UID, a Maildir key
+    raw: bytes  # the message; only its text parts when it carries attachments
+    size: int  # its full size on the server, attachments included
+    partial: bool = False  # True when attachments were left out of ``raw``
+
+
+class MailboxError(Exception):
+    """The mailbox cannot be reached or refused an operation (secrets never included)."""
+
+
+class Mailbox(Protocol):
+    async def open(self) -> None:
+        """Connect and sign in; raise MailboxError with a clear reason."""
+
+    async def close(self) -> None: ...
+
+    async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
+        """The messages now in the watched folder, oldest first, text parts only."""
+
+    async def move(self, ref: str, folder: str) -> None:
+        """File a message into ``folder``, creating the folder if it is missing."""
+
+    async def wait_for_mail(self, timeout: float) -> bool:
+        """Block until new mail may be there (IDLE push or a poll tick) or ``timeout``.
+
+        Returns True when the server signalled new mail.
+        """
+
+    async def describe(self) -> str:
+        """A one-line description of the signed-in mailbox, for ``responder check``."""
