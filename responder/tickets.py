@@ -26,6 +26,7 @@ class Approver:
     name: str = ""
     result: int | None = None  # null or 0 while pending
     token: str | None = None
+    ticket_id: int = 0  # set where Halo's record carries it (the POST's answer)
 
     @property
     def pending(self) -> bool:
@@ -80,6 +81,7 @@ def approver_from_json(data: dict[str, Any]) -> Approver:
         name=str(data.get("name") or ""),
         result=_int(result) if result not in (None, "") else None,
         token=str(data["token"]) if data.get("token") else None,
+        ticket_id=_int(data.get("ticket_id")),
     )
 
 

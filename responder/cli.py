@@ -1,0 +1,164 @@
+"""The ``responder`` command: parse arguments, load settings, call one function.
+
+    responder demo                          the whole pipeline on local stand-ins
+    responder check   --config config.toml  can every part be reached and signed in to?
+    responder once    --config config.toml  one pass over the mailbox, then exit (cron)
+    responder run     --config config.toml  serve: wait for mail with IMAP IDLE
+    responder explain MESSAGE.eml [--json]  what the responder reads in one message
+
+Exit codes: 0 all went well; 1 something failed (details on stderr); 2 bad usage or
+config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from responder import __version__
+from responder.config import ConfigError, Settings, load_settings, readable_by_others
+from responder.logs import setup_logging
+
+log = logging.getLogger("responder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
+                        default=0, help="debug logging")
+    common.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                        help="warnings and errors only")
+    common.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser = argparse.ArgumentParser(prog="responder", description=__doc__.split("\n")[0],
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"responder {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("demo", _demo, "run the whole pipeline against local stand-ins and exit")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    for name, handler, text in (
+        ("check", _check, "check the config and sign in to the mailbox, SMTP and Halo"),
+        ("once", _once, "process the messages waiting now, then exit (for cron)"),
+        ("run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)"),
+    ):
+        p = command(name, handler, text)
+        p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
+        if name != "run":
+            p.add_argument("--json", action="store_true", help="JSON output")
+    p = command("explain", _explain, "show what the responder reads in one message")
+    p.add_argument("message", type=Path, help="an .eml file ('-' for standard input)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--config", "-c", type=Path, help="use this config's tags, words and trust")
+    p.add_argument("--online", action="store_true",
+                   help="with --config: look the ticket up in Halo and show the planned action")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    setup_logging(args.verbosity, args.log_format, settings.secrets())
+    if readable_by_others(args.config) and settings.secrets():
+        log.warning("%s holds secrets and is readable by other users: chmod 600 it",
+                    args.config)
+    return settings
+
+
+def _check(args: argparse.Namespace) -> int:
+    from responder.service import check
+
+    lines = asyncio.run(check(_settings(args)))
+    if args.json:
+        print(json.dumps({ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}))
+    else:
+        for ln in lines:
+            print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+    return 0 if all(ln.ok for ln in lines) else 1
+
+
+def _once(args: argparse.Namespace) -> int:
+    from responder.service import once
+
+    result = asyncio.run(once(_settings(args)))
+    if args.json:
+        print(json.dumps({"messages": [r.as_json() for r in result.reports],
+                          "answers_sent": result.answers_sent,
+                          "answers_failed": result.answers_failed,
+                          "failed": result.failed}))
+    else:
+        print(f"{len(result.reports)} messages, {result.answers_sent} answers sent, "
+              f"{result.failed} failed")
+    return 1 if result.failed else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from responder.service import serve
+
+    asyncio.run(serve(_settings(args)))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from responder.explain import explain
+
+    setup_logging(args.verbosity, args.log_format)
+    raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
+    if raw is None:
+        return 2
+    settings = load_settings(args.config) if args.config else None
+    if args.online and settings is None:
+        print("--online needs --config", file=sys.stderr)
+        return 2
+    if settings:
+        setup_logging(args.verbosity, args.log_format, settings.secrets())
+    report = asyncio.run(explain(raw, settings, online=args.online))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        for key, value in report.items():
+            if key == "reply_text":
+                continue
+            print(f"{key:15} {value if value is not None else '-'}")
+        print("reply_text")
+        for line in str(report["reply_text"]).splitlines() or [""]:
+            print(f"  | {line}")
+    return 0
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from responder.demo import run_demo
+
+    setup_logging(args.verbosity if args.verbosity else -1, args.log_format)
+    return asyncio.run(run_demo(as_json=args.json))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

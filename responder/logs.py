@@ -1,0 +1,67 @@
+"""Logging: readable on a terminal, JSON lines when asked, secrets always redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+REDACTED = "***"
+
+
+class Redactor(logging.Filter):
+    """Replaces every configured secret in a log line, whichever library logged it."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        # Longest first, so that a secret containing another is replaced whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.redact(record.getMessage())
+            record.args = ()
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        report = getattr(record, "report", None)
+        if isinstance(report, dict):
+            line.update(report)
+        if record.exc_text:
+            line["error"] = record.exc_text
+        return json.dumps(line, default=str)
+
+
+def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(Redactor(secrets))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logging.getLogger("mailparser").setLevel(logging.ERROR)

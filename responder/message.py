@@ -1,0 +1,280 @@
+"""Read one message the way a person would: bytes in, facts out, no I/O.
+
+The facts are what ``responder explain`` prints and what the plan is made from: who
+sent it (one bare address, or a reason to distrust it), which ticket it is about, the
+new text the person wrote, the decision word in it, and whether a machine wrote it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.errors
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
+
+from responder.body import read_bodies
+from responder.config import ParsingSettings
+from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
+from responder.reply import extract_reply
+
+RESPONDER_HEADER = "X-Halo-Approval-Responder"  # marks our own answers, so we never answer them
+
+_ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
+_SUBJECT_PREFIX = re.compile(
+    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r)\s*(?:\[\d+\])?\s*:\s*)+",
+    re.IGNORECASE,
+)
+_BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+_MACHINE_LOCALPARTS = {"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the responder reads in one message (see ``responder explain``)."""
+
+    message_id: str
+    sender: str | None  # the bare lower-cased From: address; None when not exactly one
+    subject: str
+    ticket_id: int | None
+    decision: Decision | None
+    note: str | None
+    reply_text: str
+    forwarded: bool
+    auto_submitted: bool  # written by a machine: never answered, never acted on
+    machine_reason: str | None = None
+    suspicious: tuple[str, ...] = ()  # reasons not to trust the sender header at all
+    sent_at: datetime | None = None
+    references: tuple[str, ...] = ()
+    original: str = ""  # the quoted or forwarded original, for token binding
+    content_hash: str = ""
+    problems: tuple[str, ...] = ()
+    unreadable: str | None = None  # why nothing could be read, when that is so
+    headers: Message | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sender_domain(self) -> str | None:
+        return self.sender.rpartition("@")[2] if self.sender else None
+
+    @property
+    def key(self) -> str:
+        """The ledger key: the Message-ID, or the content hash where there is none."""
+        return self.message_id or f"sha256:{self.content_hash}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id or None,
+            "sender": self.sender,
+            "subject": self.subject,
+            "ticket_id": self.ticket_id,
+            "decision": self.decision.value if self.decision else None,
+            "note": self.note,
+            "reply_text": self.reply_text,
+            "forwarded": self.forwarded,
+            "auto_submitted": self.auto_submitted,
+            "machine_reason": self.machine_reason,
+            "suspicious": list(self.suspicious),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "content_hash": self.content_hash,
+            "problems": list(self.problems),
+            "unreadable": self.unreadable,
+        }
+
+
+def analyse(
+    raw: bytes,
+    parsing: ParsingSettings | None = None,
+    grammar: Grammar = DEFAULT_GRAMMAR,
+) -> Facts:
+    """Read a message. Never raises: an unreadable message says why in ``unreadable``."""
+    parsing = parsing or ParsingSettings()
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        return _read(msg, raw, parsing, grammar)
+    except Exception as exc:  # noqa: BLE001 - a hostile message must not stop the service
+        return Facts(
+            message_id="",
+            sender=None,
+            subject="",
+            ticket_id=None,
+            decision=None,
+            note=None,
+            reply_text="",
+            forwarded=False,
+            auto_submitted=False,
+            content_hash=hashlib.sha256(raw).hexdigest(),
+            unreadable=f"cannot parse message: {type(exc).__name__}: {exc}"[:300],
+        )
+
+
+def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) -> Facts:
+    sender, suspicious = read_sender(msg)
+    subject = header_text(msg, "Subject")
+    bodies = read_bodies(msg)
+    reply = extract_reply(bodies.plain, bodies.html)
+    ticket_id = find_ticket_id(subject, parsing.start_tag, parsing.end_tag)
+    if ticket_id is None and reply.original_subject:
+        ticket_id = find_ticket_id(reply.original_subject, parsing.start_tag, parsing.end_tag)
+    read = read_decision(reply.text, grammar)
+    if read.decision is None and not reply.text.strip():
+        read = read_decision(strip_subject_prefixes(subject), grammar)  # mailto: buttons
+        read = type(read)(read.decision, None)
+    machine = machine_reason(msg, sender)
+    unreadable = None
+    if bodies.plain is None and bodies.html is None and bodies.problems:
+        unreadable = "; ".join(bodies.problems)
+    return Facts(
+        message_id=message_id(msg),
+        sender=sender,
+        subject=subject,
+        ticket_id=ticket_id,
+        decision=read.decision,
+        note=read.note,
+        reply_text=reply.text,
+        forwarded=reply.forwarded,
+        auto_submitted=machine is not None,
+        machine_reason=machine,
+        suspicious=suspicious,
+        sent_at=sent_at(msg),
+        references=references(msg),
+        original=reply.original,
+        content_hash=content_hash(sender, subject, bodies.plain, bodies.html),
+        problems=bodies.problems,
+        unreadable=unreadable,
+        headers=msg,
+    )
+
+
+def header_text(msg: Message, name: str) -> str:
+    """A header decoded from RFC 2047 encoded-words, unfolded; '' when absent or broken."""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        text = str(value)
+    return " ".join(text.split())
+
+
+def normalise_address(address: str) -> str:
+    """Lower-case, and the domain in its IDNA (ASCII) form, so that forms compare equal."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    domain = domain.strip().rstrip(".").lower()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return f"{local.lower()}@{domain}" if local else ""
+
+
+def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
+    """The one From: address, and every reason to distrust the sender headers."""
+    suspicious: list[str] = []
+    from_values = msg.get_all("From") or []
+    pairs = getaddresses([header_text_value(v) for v in from_values])
+    addresses = [(name, normalise_address(addr)) for name, addr in pairs if "@" in addr]
+    if len(from_values) != 1 or len(addresses) != 1:
+        return None, (f"expected exactly one From: address, found {len(addresses)}",)
+    name, address = addresses[0]
+    if not address or " " in address:
+        return None, ("the From: address is malformed",)
+    for other in _ADDRESS_IN_TEXT.findall(name):
+        if normalise_address(other) != address:
+            suspicious.append(f"the display name contains another address ({other})")
+    sender_header = msg.get("Sender")
+    if sender_header:
+        sender_addrs = getaddresses([header_text_value(sender_header)])
+        if [normalise_address(a) for _, a in sender_addrs] != [address]:
+            suspicious.append("the Sender: header differs from From:")
+    return address, tuple(suspicious)
+
+
+def header_text_value(value: Any) -> str:
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def message_id(msg: Message) -> str:
+    value = str(msg.get("Message-ID") or "").strip()
+    return " ".join(value.split())[:998]
+
+
+def references(msg: Message) -> tuple[str, ...]:
+    ids = re.findall(r"<[^<>\s]+>", str(msg.get("References") or ""))
+    return tuple(ids[-20:])
+
+
+def sent_at(msg: Message) -> datetime | None:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else None
+
+
+@lru_cache(maxsize=32)
+def _tag_pattern(start: str, end: str) -> re.Pattern[str]:
+    """Halo's subject tag, tolerant of spaces inside: '[ID:1234]', '[ ID: 1234 ]'."""
+
+    def loose(tag: str) -> str:
+        return r"\s*".join(re.escape(ch) for ch in tag if not ch.isspace())
+
+    return re.compile(loose(start) + r"\s*(\d{1,12})\s*" + loose(end), re.IGNORECASE)
+
+
+def find_ticket_id(subject: str, start: str = "[ID:", end: str = "]") -> int | None:
+    """The ticket id in the subject tag; None when absent or when two tags disagree."""
+    ids = {int(m) for m in _tag_pattern(start, end).findall(subject)}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def strip_subject_prefixes(subject: str) -> str:
+    return _SUBJECT_PREFIX.sub("", subject)
+
+
+def machine_reason(msg: Message, sender: str | None) -> str | None:
+    """Why a machine wrote this message (auto-reply, bounce, list), or None for a person."""
+    checks = (
+        ("Auto-Submitted", lambda v: v.strip().lower().split(";")[0] != "no"),
+        ("X-Autoreply", lambda v: True),
+        ("X-Autorespond", lambda v: True),
+        ("X-Auto-Reply", lambda v: True),
+        ("Precedence", lambda v: v.strip().lower() in _BULK_PRECEDENCE),
+        ("List-Id", lambda v: True),
+        (RESPONDER_HEADER, lambda v: True),
+    )
+    for name, is_machine in checks:
+        value = msg.get(name)
+        if value is not None and is_machine(str(value)):
+            return f"{name}: {' '.join(str(value).split())[:80]}"
+    content_type = msg.get_content_type()
+    if content_type == "multipart/report" or content_type == "message/delivery-status":
+        return f"delivery report ({content_type})"
+    return_path = msg.get("Return-Path")
+    if return_path is not None and str(return_path).strip() in ("<>", ""):
+        return "null return path (a bounce)"
+    if sender and sender.partition("@")[0] in _MACHINE_LOCALPARTS:
+        return f"sent by {sender.partition('@')[0]}"
+    return None
+
+
+def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None) -> str:
+    """Identifies a replay whose Message-ID was changed or removed."""
+    digest = hashlib.sha256()
+    for part in (sender or "", subject, plain or "", html or ""):
+        digest.update(" ".join(part.split()).encode("utf-8", "replace"))
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,435 @@
+"""The orchestrator: the one owner of the loop between mailbox, Halo, SMTP and ledger.
+
+One pass (``responder once``; ``responder run`` repeats it whenever mail arrives):
+
+1. fetch the messages waiting in the mailbox (text parts only) and read each one;
+2. settle what needs no Halo call (machines, forgeries, no decision word, copies);
+3. read each ticket involved once, concurrently, and match senders to approvers;
+4. submit every decision of the pass in one POST, and confirm Halo recorded them;
+5. queue one answer per human message in the ledger's outbox, then send the outbox;
+6. file each message in its folder, only after its work is recorded.
+
+Every step is recorded in the ledger first, so a crash at any point resumes on the
+next pass without acting twice (see ``ledger.py`` for the states).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from responder import ledger as states
+from responder.answers import compose, template_environment
+from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
+from responder.config import Settings
+from responder.decision import Grammar
+from responder.halo import HaloClient, HaloError, HaloRejected
+from responder.ledger import Ledger, Row
+from responder.mailbox import Incoming, Mailbox, MailboxError
+from responder.message import Facts, analyse, normalise_address
+from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
+from responder.smtp import SmtpSender
+from responder.tickets import Approver, Result, Submission, Ticket
+
+log = logging.getLogger("responder")
+
+DkimVerifier = Callable[[bytes], Sequence[DkimResult]]
+
+
+@dataclass
+class Item:
+    """One message on its way through a pass."""
+
+    incoming: Incoming
+    facts: Facts
+    verdict: Verdict | None = None
+    plan: Plan | None = None
+    ticket: Ticket | None = None
+    row: Row | None = None
+    reconcile: bool = False  # a POST may have reached Halo before a crash: re-read first
+
+
+@dataclass
+class Report:
+    """What happened to one message, for the CLI and the tests."""
+
+    ref: str
+    key: str
+    sender: str | None
+    ticket_id: int | None
+    decision: str | None
+    outcome: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PassResult:
+    reports: list[Report] = field(default_factory=list)
+    answers_sent: int = 0
+    answers_failed: int = 0
+
+    @property
+    def failed(self) -> int:
+        bad = {Outcome.FAILED.value, Outcome.PENDING.value}
+        return sum(r.outcome in bad for r in self.reports) + self.answers_failed
+
+
+class Responder:
+    def __init__(
+        self,
+        settings: Settings,
+        mailbox: Mailbox,
+        halo: HaloClient,
+        smtp: SmtpSender,
+        ledger: Ledger,
+        *,
+        dkim_verifier: DkimVerifier = verify_dkim,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        concurrency: int = 4,
+    ) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
+        self.halo = halo
+        self.smtp = smtp
+        self.ledger = ledger
+        self.dkim_verifier = dkim_verifier
+        self.clock = clock
+        self.concurrency = concurrency
+        p = settings.parsing
+        self.grammar = Grammar.build(p.languages, p.approve_words, p.reject_words)
+        self.templates = template_environment(settings.answers.templates)
+        self.own_addresses = frozenset({normalise_address(settings.smtp.from_)})
+        self.aliases = {
+            normalise_address(k): normalise_address(v)
+            for k, v in settings.matching.aliases.items()
+        }
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, retry_seconds: float = 60.0) -> None:
+        """Serve until ``stop`` is set: a pass, then wait for mail (IDLE) or a retry tick."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self.run_once()
+                backoff = 1.0
+                await self._wait(stop, retry_seconds)
+            except MailboxError as exc:
+                log.warning("mailbox unavailable: %s; retrying in %.0f s", exc, backoff)
+                await self._sleep(stop, backoff)
+                backoff = min(backoff * 2, 60.0)
+                with contextlib.suppress(MailboxError):
+                    await self.mailbox.close()
+                    await self.mailbox.open()
+
+    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
+        waiter = asyncio.ensure_future(self.mailbox.wait_for_mail(timeout))
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if waiter not in done:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MailboxError):
+                await waiter
+        else:
+            waiter.result()  # re-raise a MailboxError
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    async def run_once(self) -> PassResult:
+        """One pass over the mailbox; returns what happened to each message."""
+        incoming = await self.mailbox.fetch_new()
+        items = [self._read(i) for i in incoming]
+        result = PassResult()
+        fresh = [it for it in items if self._resume(it)]
+        await self._look_up(fresh)
+        await self._submit([it for it in fresh if it.plan and it.plan.outcome is Outcome.SUBMIT])
+        for item in items:
+            self._record(item)
+        result.answers_sent, result.answers_failed = await self.send_outbox()
+        for item in items:
+            await self._file(item)
+            result.reports.append(self._report(item))
+        return result
+
+    # -- 1. read ----------------------------------------------------------------
+
+    def _read(self, incoming: Incoming) -> Item:
+        facts = analyse(incoming.raw, self.settings.parsing, self.grammar)
+        item = Item(incoming, facts, row=self.ledger.find(facts.key, facts.content_hash))
+        return item
+
+    def _resume(self, item: Item) -> bool:
+        """Pick up where the ledger says this message is; True if it still needs work."""
+        row, facts = item.row, item.facts
+        if row is not None and row.key != facts.key:
+            item.plan = Plan(Outcome.DUPLICATE, f"same content as {row.key}")
+            item.row = None
+            return False
+        if row is not None and row.state == states.FILED:
+            item.plan = Plan(Outcome.DUPLICATE, "a copy of a message already handled")
+            return False
+        if row is not None and row.state in (states.DECIDED, states.ANSWERED):
+            item.plan = Plan(Outcome(row.outcome or Outcome.FAILED), row.reason or "")
+            return False
+        if row is not None and row.state == states.SUBMITTING and row.ticket_id is not None:
+            item.reconcile = True
+            item.plan = Plan(Outcome.SUBMIT, "resuming a submission", _submission(row))
+            return True
+        item.verdict = self._authenticate(item)
+        item.plan = triage(
+            facts,
+            item.verdict,
+            own_addresses=self.own_addresses,
+            now=self.clock(),
+            max_age=timedelta(days=self.settings.security.max_age_days),
+        )
+        return item.plan is None
+
+    def _authenticate(self, item: Item) -> Verdict:
+        facts = item.facts
+        if facts.headers is None or not facts.sender_domain:
+            return Verdict(False, "none", "no sender to authenticate")
+        verdict = judge(facts.headers, facts.sender_domain, self.settings.security)
+        if verdict.trusted or self.settings.security.policy == "off":
+            return verdict
+        if item.incoming.partial or "dkim-signature" not in {k.lower() for k in facts.headers}:
+            return verdict
+        results = self.dkim_verifier(item.incoming.raw)
+        return judge(
+            facts.headers, facts.sender_domain, self.settings.security, dkim_results=results
+        )
+
+    # -- 3. look up -------------------------------------------------------------
+
+    async def _look_up(self, items: list[Item]) -> None:
+        """Read every ticket involved once, concurrently, then plan each message."""
+        ids = {it.facts.ticket_id if not it.reconcile else _ticket_of(it) for it in items}
+        tickets = await self._tickets(i for i in ids if i is not None)
+        claimed: set[tuple[int, int]] = set()
+        for item in items:
+            ticket_id = _ticket_of(item) if item.reconcile else item.facts.ticket_id
+            found = tickets.get(ticket_id) if ticket_id is not None else None
+            if isinstance(found, HaloError):
+                item.plan = _halo_failure(found)
+                continue
+            item.ticket = found
+            if item.reconcile:
+                item.plan = self._reconciled(item)
+            else:
+                item.plan = match(item.facts, found, self.aliases)
+            sub = item.plan.submission if item.plan.outcome is Outcome.SUBMIT else None
+            if sub is not None:
+                if (sub.ticket_id, sub.seq) in claimed:
+                    item.plan = Plan(Outcome.ALREADY_DECIDED, "decided by an earlier message")
+                claimed.add((sub.ticket_id, sub.seq))
+
+    def _reconciled(self, item: Item) -> Plan:
+        """After a crash mid-submission: if Halo shows our result, do not post again."""
+        assert item.plan is not None and item.plan.submission is not None
+        sub = item.plan.submission
+        approver = item.ticket.approver(sub.seq) if item.ticket else None
+        if approver is not None and not approver.pending:
+            log.info("ticket %s seq %s: result already in Halo, not posting again",
+                     sub.ticket_id, sub.seq)
+            return confirm(item.plan, approver)
+        if approver is None:
+            return Plan(Outcome.FAILED, "the approver is gone from the ticket")
+        return item.plan
+
+    async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | None | HaloError]:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(ticket_id: int) -> Ticket | None | HaloError:
+            async with gate:
+                try:
+                    return await self.halo.get_ticket(ticket_id)
+                except HaloError as exc:
+                    return exc
+
+        unique = sorted(set(ids))
+        found = await asyncio.gather(*(one(i) for i in unique))
+        return dict(zip(unique, found, strict=True))
+
+    # -- 4. submit and confirm --------------------------------------------------
+
+    async def _submit(self, items: list[Item]) -> None:
+        if not items:
+            return
+        for item in items:
+            self._record_submitting(item)
+        subs = [it.plan.submission for it in items if it.plan and it.plan.submission]
+        try:
+            records = await self.halo.submit(subs)
+        except HaloRejected as exc:
+            if len(items) > 1:  # one bad entry must not sink the others: isolate it
+                for item in items:
+                    await self._submit([item])
+                return
+            self._set_all(items, Plan(Outcome.FAILED, f"Halo refused the decision: {exc}"))
+            return
+        except HaloError as exc:
+            self._set_all(items, _halo_failure(exc))
+            return
+        await self._confirm(items, records)
+
+    async def _confirm(self, items: list[Item], records: list[Approver] | None) -> None:
+        """Use the POST's answer where it shows the result; else re-read each ticket once."""
+        shown = {(a.ticket_id, a.seq): a for a in records or []}
+        by_key = {(_ticket_of(it), it.plan.submission.seq): it for it in items
+                  if it.plan and it.plan.submission}
+        missing = [k for k in by_key if k not in shown or not shown[k].result]
+        reread = await self._tickets(t for t, _ in missing)
+        for key, item in by_key.items():
+            assert item.plan is not None
+            if key in shown and shown[key].result:
+                item.plan = confirm(item.plan, shown[key])
+                continue
+            found = reread.get(key[0])
+            if isinstance(found, HaloError):
+                item.plan = _halo_failure(found)  # reconciled by re-reading on the next pass
+                item.reconcile = True
+                continue
+            item.plan = confirm(item.plan, found.approver(key[1]) if found else None)
+
+    def _set_all(self, items: list[Item], plan: Plan) -> None:
+        for item in items:
+            item.plan = replace(plan, submission=item.plan.submission if item.plan else None)
+
+    # -- 5. record, answer ------------------------------------------------------
+
+    def _record_submitting(self, item: Item) -> None:
+        sub = item.plan.submission if item.plan else None
+        assert sub is not None
+        self.ledger.record(
+            item.facts.key,
+            state=states.SUBMITTING,
+            ticket_id=sub.ticket_id,
+            seq=sub.seq,
+            actionnumber=sub.actionnumber,
+            decision=sub.result.name.lower(),
+            note=sub.note,
+            **self._facts_columns(item),
+        )
+
+    def _facts_columns(self, item: Item) -> dict[str, Any]:
+        f = item.facts
+        return {
+            "message_id": f.message_id,
+            "content_hash": f.content_hash,
+            "sender": f.sender,
+            "subject": f.subject[:500],
+            "mailbox_ref": item.incoming.ref,
+            **({"auth_verdict": item.verdict.reason} if item.verdict else {}),
+        }
+
+    def _record(self, item: Item) -> None:
+        """Record the outcome, and queue the answer, before anything is filed."""
+        plan = item.plan
+        if plan is None or plan.outcome is Outcome.DUPLICATE:
+            return
+        if item.row is not None and item.row.state in (states.DECIDED, states.ANSWERED):
+            if item.row.state == states.DECIDED:
+                self._queue_answer(item)
+            return
+        if plan.outcome is Outcome.PENDING:
+            state = states.SUBMITTING if item.reconcile or plan.submission else states.SEEN
+            self.ledger.record(item.facts.key, state=state, outcome=plan.outcome.value,
+                               reason=plan.reason, **self._facts_columns(item))
+            return
+        columns: dict[str, Any] = {"ticket_id": item.facts.ticket_id}
+        if plan.submission:
+            columns.update(seq=plan.submission.seq, actionnumber=plan.submission.actionnumber)
+        if item.facts.decision:
+            columns.update(decision=item.facts.decision.value, note=item.facts.note)
+        self.ledger.record(item.facts.key, state=states.DECIDED, outcome=plan.outcome.value,
+                           reason=plan.reason, **columns, **self._facts_columns(item))
+        self._queue_answer(item)
+
+    def _queue_answer(self, item: Item) -> None:
+        plan, facts = item.plan, item.facts
+        assert plan is not None
+        wanted = plan.answered and facts.sender and self.settings.answers.enabled
+        limit = self.settings.security.answers_per_sender_per_hour
+        if wanted and facts.sender:
+            if self.ledger.answers_to(facts.sender, timedelta(hours=1)) >= limit:
+                log.warning("not answering %s: %d answers in the last hour", facts.sender, limit)
+            else:
+                msg = compose(self.templates, facts, plan, item.ticket,
+                              sender=self.settings.smtp.from_, parsing=self.settings.parsing)
+                self.ledger.queue_answer(facts.key, facts.sender, msg.as_bytes())
+        self.ledger.record(facts.key, state=states.ANSWERED)
+
+    async def send_outbox(self) -> tuple[int, int]:
+        """Send every queued answer; failures stay queued for the next pass."""
+        pending = self.ledger.pending_answers()
+        errors = await self.smtp.send_many([(p.recipient, p.raw) for p in pending])
+        for item, error in zip(pending, errors, strict=True):
+            if error is None:
+                self.ledger.answer_sent(item.id)
+            else:
+                log.warning("answer to %s not sent yet: %s", item.recipient, error)
+                self.ledger.answer_failed(item.id, error)
+        failed = sum(e is not None for e in errors)
+        return len(errors) - failed, failed
+
+    # -- 6. file ----------------------------------------------------------------
+
+    async def _file(self, item: Item) -> None:
+        assert item.plan is not None
+        folder = folder_for(item.plan.outcome, self.settings.folders)
+        if folder is None:
+            return  # pending: stays in the inbox for the next pass
+        try:
+            await self.mailbox.move(item.incoming.ref, folder)
+        except MailboxError as exc:
+            log.warning("could not file %s into %s: %s", item.facts.key, folder, exc)
+            return
+        if item.plan.outcome is not Outcome.DUPLICATE:
+            self.ledger.record(item.facts.key, state=states.FILED)
+
+    def _report(self, item: Item) -> Report:
+        assert item.plan is not None
+        f = item.facts
+        report = Report(
+            ref=item.incoming.ref,
+            key=f.key,
+            sender=f.sender,
+            ticket_id=f.ticket_id,
+            decision=f.decision.value if f.decision else None,
+            outcome=item.plan.outcome.value,
+            reason=item.plan.reason,
+        )
+        log.info(
+            "%s from %s, ticket %s: %s (%s)",
+            f.key or item.incoming.ref, f.sender, f.ticket_id, report.outcome, report.reason,
+            extra={"report": report.as_json()},
+        )
+        return report
+
+
+def _ticket_of(item: Item) -> int | None:
+    sub = item.plan.submission if item.plan else None
+    return sub.ticket_id if sub else item.facts.ticket_id
+
+
+def _submission(row: Row) -> Submission:
+    assert row.ticket_id is not None and row.seq is not None
+    result = Result.APPROVE if row.decision == "approve" else Result.REJECT
+    return Submission(row.ticket_id, row.seq, row.actionnumber or 0, result, row.note)
+
+
+def _halo_failure(exc: HaloError) -> Plan:
+    """Halo could not be asked now: the message stays pending, nobody is told yet."""
+    return Plan(Outcome.PENDING, f"Halo unavailable, will retry: {exc}")

@@ -1,0 +1,81 @@
+"""The config file: validated once, errors name the key, secrets stay secret."""
+
+from pathlib import Path
+
+import pytest
+
+from responder.config import ConfigError, load_settings, parse_settings
+
+MINIMAL = {
+    "halo": {"base_url": "https://halo.example.com/", "client_id": "id", "client_secret": "s3cr3t-value"},
+    "imap": {"host": "imap.example.com", "username": "u", "password": "imap-pass"},
+    "smtp": {"host": "smtp.example.com", "from": "approvals@example.com"},
+}
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HALO_CLIENT_SECRET", "IMAP_PASSWORD", "SMTP_PASSWORD"):
+        monkeypatch.setenv(name, f"value-of-{name}")
+    settings = load_settings(Path(__file__).parent.parent / "config.example.toml")
+    assert settings.halo.client_secret.get_secret_value() == "value-of-HALO_CLIENT_SECRET"
+    assert settings.security.trusted_authserv_id == ("mx.example.com",)
+
+
+def test_defaults_follow_halo() -> None:
+    s = parse_settings(MINIMAL)
+    assert s.halo.api_url == "https://halo.example.com/api"
+    assert s.halo.token_url == "https://halo.example.com/auth/token"
+    assert s.imap is not None and s.imap.effective_port == 993 and s.imap.folder == "INBOX"
+    assert s.smtp.effective_port == 587
+    assert (s.parsing.start_tag, s.parsing.end_tag) == ("[ID:", "]")
+    assert s.folders.done == "Approvals/Done"
+
+
+def test_errors_name_the_key() -> None:
+    bad = {**MINIMAL, "imap": {**MINIMAL["imap"], "port": "nine", "tls": "sometimes"}}
+    with pytest.raises(ConfigError) as err:
+        parse_settings(bad)
+    text = str(err.value)
+    assert "imap.port: expected an integer" in text
+    assert "imap.tls:" in text
+
+
+def test_unknown_and_missing_keys_are_reported() -> None:
+    bad = {**MINIMAL, "smtp": {"host": "x", "form": "typo@example.com"}}
+    with pytest.raises(ConfigError) as err:
+        parse_settings(bad)
+    assert "smtp.from: required key is missing" in str(err.value)
+    assert "smtp.form: unknown key" in str(err.value)
+
+
+def test_exactly_one_mailbox() -> None:
+    both = {**MINIMAL, "maildir": {"path": "/tmp/x"}}
+    with pytest.raises(ConfigError, match="exactly one mailbox"):
+        parse_settings(both)
+
+
+def test_secrets_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "secret").write_text("from-a-file\n")
+    monkeypatch.setenv("IMAP_PW", "from-the-env")
+    data = {
+        **MINIMAL,
+        "halo": {**MINIMAL["halo"], "client_secret": f"file:{tmp_path / 'secret'}"},
+        "imap": {**MINIMAL["imap"], "password": "env:IMAP_PW"},
+    }
+    s = parse_settings(data)
+    assert s.halo.client_secret.get_secret_value() == "from-a-file"
+    assert sorted(s.secrets()) == ["from-a-file", "from-the-env"]
+    assert "from-a-file" not in repr(s) and "from-the-env" not in repr(s)
+
+
+def test_a_missing_secret_is_named_without_revealing_anything() -> None:
+    data = {**MINIMAL, "imap": {**MINIMAL["imap"], "password": "env:NOT_SET_ANYWHERE"}}
+    with pytest.raises(ConfigError, match="imap.password: environment variable NOT_SET_ANYWHERE"):
+        parse_settings(data)
+
+
+def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[halo\nbase_url = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)

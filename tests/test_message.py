@@ -1,0 +1,122 @@
+"""Reading one message: sender, ticket tag, decision, machine or person."""
+
+from __future__ import annotations
+
+import pytest
+
+from responder.message import analyse, find_ticket_id, normalise_address
+from tests.harness import gmail_reply, outlook_reply, reply
+
+
+@pytest.mark.parametrize(
+    ("subject", "ticket"),
+    [
+        ("RE: Approval required [ID:1234]", 1234),
+        ("AW: Fwd: Approval required [ID: 1234 ]", 1234),
+        ("Re: [ ID:77] and more", 77),
+        ("re: [id:5]", 5),
+        ("no tag here", None),
+        ("[ID:12] and [ID:13]", None),  # two different tickets: ambiguous
+        ("[ID:12] again [ID:12]", 12),
+        ("[ID:] empty", None),
+    ],
+)
+def test_the_ticket_id_comes_from_the_subject_tag(subject: str, ticket: int | None) -> None:
+    assert find_ticket_id(subject) == ticket
+
+
+def test_custom_tags() -> None:
+    assert find_ticket_id("Re: Change #REF-88# approval", "#REF-", "#") == 88
+
+
+def test_an_encoded_word_subject_is_decoded() -> None:
+    raw = reply("alice@example.com", "=?utf-8?q?AW=3A_Genehmigung_erforderlich_=5BID=3A4321=5D?=",
+                "Approve")
+    facts = analyse(raw)
+    assert facts.subject == "AW: Genehmigung erforderlich [ID:4321]"
+    assert facts.ticket_id == 4321
+
+
+def test_explain_fields_for_an_outlook_reply() -> None:
+    facts = analyse(outlook_reply("Alice <ALICE@Example.COM>", 1234, "APPROVE - go ahead"))
+    data = facts.as_json()
+    assert data["sender"] == "alice@example.com"
+    assert data["ticket_id"] == 1234
+    assert data["decision"] == "approve"
+    assert data["note"] == "go ahead"
+    assert data["reply_text"] == "APPROVE - go ahead"
+    assert data["forwarded"] is False
+    assert data["auto_submitted"] is False
+    assert data["message_id"].startswith("<")
+
+
+def test_the_quoted_approval_email_never_decides() -> None:
+    facts = analyse(gmail_reply("alice@example.com", 1234, "Thanks, will look tomorrow"))
+    assert facts.decision is None
+
+
+def test_a_mailto_button_decides_from_the_subject_when_the_body_is_empty() -> None:
+    facts = analyse(reply("alice@example.com", "APPROVE [ID:1234]", ""))
+    assert (facts.decision, facts.ticket_id, facts.note) == ("approve", 1234, None)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Auto-Submitted: auto-replied", "Auto-Submitted"),
+        ("X-Autoreply: yes", "X-Autoreply"),
+        ("Precedence: bulk", "Precedence"),
+        ("List-Id: <approvers.lists.example.com>", "List-Id"),
+        ("Return-Path: <>", "null return path"),
+    ],
+)
+def test_machines_are_recognised(header: str, reason: str) -> None:
+    facts = analyse(reply("alice@example.com", "Re: [ID:1]", "Approve", extra_headers=header + "\n"))
+    assert facts.auto_submitted and reason in (facts.machine_reason or "")
+
+
+def test_auto_submitted_no_is_a_person() -> None:
+    facts = analyse(reply("alice@example.com", "Re: [ID:1]", "Approve",
+                          extra_headers="Auto-Submitted: no\n"))
+    assert not facts.auto_submitted
+
+
+def test_a_bounce_is_a_machine() -> None:
+    raw = reply("MAILER-DAEMON@mx.example.com", "Undelivered Mail [ID:1234]", "Approve")
+    assert analyse(raw).auto_submitted
+
+
+@pytest.mark.parametrize(
+    ("from_header", "why"),
+    [
+        ("alice@example.com, mallory@evil.example", "exactly one From"),
+        ('"alice@example.com" <mallory@evil.example>', "display name contains another address"),
+    ],
+)
+def test_suspicious_sender_headers(from_header: str, why: str) -> None:
+    facts = analyse(reply(from_header, "Re: [ID:1]", "Approve"))
+    assert any(why in s for s in facts.suspicious)
+
+
+def test_a_sender_header_that_differs_is_suspicious() -> None:
+    facts = analyse(reply("alice@example.com", "Re: [ID:1]", "Approve",
+                          extra_headers="Sender: mallory@evil.example\n"))
+    assert facts.suspicious == ("the Sender: header differs from From:",)
+
+
+def test_addresses_compare_after_normalisation() -> None:
+    assert normalise_address("Alice@BÜCHER.example") == "alice@xn--bcher-kva.example"
+    assert normalise_address("<Bob@Example.COM.>") == "bob@example.com"
+
+
+def test_garbage_never_raises() -> None:
+    for raw in (b"", b"\x00\xff" * 100, b"From: \r\n\r\n", b"Content-Type: multipart/mixed\r\n\r\n--"):
+        facts = analyse(raw)
+        assert facts.decision is None
+
+
+def test_a_replay_with_a_changed_message_id_has_the_same_content_hash() -> None:
+    first = analyse(gmail_reply("alice@example.com", 1234, "Approve", msgid="<a@x>"))
+    replay = analyse(gmail_reply("alice@example.com", 1234, "Approve", msgid="<b@x>"))
+    other_ticket = analyse(gmail_reply("alice@example.com", 1300, "Approve", msgid="<c@x>"))
+    assert first.content_hash == replay.content_hash != other_ticket.content_hash

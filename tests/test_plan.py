@@ -1,0 +1,94 @@
+"""The plan: which messages need Halo, and what each one's outcome is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from responder.authenticity import Verdict
+from responder.config import FolderSettings
+from responder.message import Facts, analyse
+from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
+from responder.tickets import Approver, Result, Submission, Ticket
+from tests.harness import gmail_reply, reply
+
+TRUSTED = Verdict(True, "dmarc", "dmarc=pass")
+UNTRUSTED = Verdict(False, "none", "no Authentication-Results from a trusted server")
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+TICKET = Ticket(1234, "New laptop", (
+    Approver(seq=1, actionnumber=3, emailaddress="Alice@Example.com"),
+    Approver(seq=2, actionnumber=3, emailaddress="bob@example.com", result=1),
+))
+
+
+def triaged(raw: bytes, verdict: Verdict = TRUSTED) -> Plan | None:
+    return triage(analyse(raw), verdict, own_addresses=frozenset({"approvals@service.example"}),
+                  now=NOW, max_age=timedelta(days=30))
+
+
+def facts(raw: bytes) -> Facts:
+    return analyse(raw)
+
+
+def test_a_good_reply_needs_the_ticket() -> None:
+    assert triaged(gmail_reply("alice@example.com", 1234, "Approve")) is None
+
+
+def test_machines_forgeries_and_wordless_replies_need_no_halo_call() -> None:
+    auto = reply("alice@example.com", "Out of office [ID:1234]", "Approve",
+                 extra_headers="Auto-Submitted: auto-replied\n")
+    assert triaged(auto).outcome is Outcome.IGNORED
+    own = gmail_reply("approvals@service.example", 1234, "Approve")
+    assert triaged(own).outcome is Outcome.IGNORED
+    forged = gmail_reply("alice@example.com", 1234, "Approve")
+    assert triaged(forged, UNTRUSTED).outcome is Outcome.QUARANTINED
+    two_senders = reply("alice@example.com, bob@example.com", "Re: [ID:1234]", "Approve")
+    assert triaged(two_senders).outcome is Outcome.QUARANTINED
+    no_word = gmail_reply("alice@example.com", 1234, "Looks good")
+    assert triaged(no_word).outcome is Outcome.NO_DECISION
+    no_tag = reply("alice@example.com", "Re: the laptop", "Approve")
+    assert triaged(no_tag).outcome is Outcome.NO_DECISION
+
+
+def test_an_old_reply_is_not_acted_on() -> None:
+    old = gmail_reply("alice@example.com", 1234, "Approve")
+    plan = triage(analyse(old), TRUSTED, own_addresses=frozenset(), now=NOW + timedelta(days=31),
+                  max_age=timedelta(days=30))
+    assert plan is not None and plan.outcome is Outcome.TOO_OLD
+
+
+def test_the_sender_is_matched_to_a_pending_approver_case_insensitively() -> None:
+    plan = match(facts(gmail_reply("ALICE@example.COM", 1234, "Reject - too dear")), TICKET, {})
+    assert plan.outcome is Outcome.SUBMIT
+    assert plan.submission == Submission(1234, 1, 3, Result.REJECT, "too dear")
+
+
+def test_not_an_approver_already_decided_and_not_found() -> None:
+    assert match(facts(gmail_reply("dave@example.com", 1234, "Approve")), TICKET, {}).outcome \
+        is Outcome.NOT_APPROVER
+    assert match(facts(gmail_reply("bob@example.com", 1234, "Approve")), TICKET, {}).outcome \
+        is Outcome.ALREADY_DECIDED
+    assert match(facts(gmail_reply("alice@example.com", 9, "Approve")), None, {}).outcome \
+        is Outcome.TICKET_NOT_FOUND
+
+
+def test_an_alias_answers_for_its_approver() -> None:
+    raw = gmail_reply("alice.private@example.net", 1234, "Approve")
+    plan = match(facts(raw), TICKET, {"alice.private@example.net": "alice@example.com"})
+    assert plan.submission is not None and plan.submission.seq == 1
+
+
+def test_confirmation_comes_from_halos_record() -> None:
+    planned = Plan(Outcome.SUBMIT, "approve", Submission(1234, 1, 3, Result.APPROVE))
+    recorded = Approver(seq=1, actionnumber=3, emailaddress="a@x", result=1)
+    assert confirm(planned, recorded).outcome is Outcome.APPROVED
+    other = Approver(seq=1, actionnumber=3, emailaddress="a@x", result=2)
+    assert confirm(planned, other).outcome is Outcome.ALREADY_DECIDED
+    assert confirm(planned, None).outcome is Outcome.FAILED
+
+
+def test_each_outcome_has_a_folder() -> None:
+    folders = FolderSettings()
+    assert folder_for(Outcome.APPROVED, folders) == "Approvals/Done"
+    assert folder_for(Outcome.NOT_APPROVER, folders) == "Approvals/Unmatched"
+    assert folder_for(Outcome.QUARANTINED, folders) == "Approvals/Quarantine"
+    assert folder_for(Outcome.PENDING, folders) is None
