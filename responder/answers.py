@@ -23,7 +23,7 @@ def template_environment(folder: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if folder is not None:
         loaders.append(jinja2.FileSystemLoader(str(folder)))
-    loaders.append(jinja2.PackageLoader("responder", "templates"))
+    loaders.append(jinja2.PackageLoader("responder.templates", "."))  # top-level templates/
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),

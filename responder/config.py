@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 TlsMode = Literal["implicit", "starttls", "none"]
 AuthPolicy = Literal["require", "dkim-only", "off"]
@@ -216,7 +217,7 @@ _FRIENDLY = {
 }
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
     msg = _FRIENDLY.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
     return f"{loc}: {msg}" if loc else msg

@@ -11,8 +11,10 @@ import asyncio
 import email
 import json
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ DEMO_TICKETS = [
 
 
 def _headers(sender: str, subject: str, msgid: str, extra: str = "") -> str:
-    domain = sender.rpartition("@")[2]
+    domain = parseaddr(sender)[1].rpartition("@")[2]
     return (
         f"Authentication-Results: {AUTHSERV}; dkim=pass header.d={domain};"
         f" dmarc=pass header.from={domain}\n"
@@ -46,32 +48,33 @@ ORIGINAL = (
     "Ticket {id} needs your approval.\n\nPlease reply APPROVE or REJECT to this email.\n"
 )
 
-DEMO_MESSAGES: list[tuple[str, str]] = [
-    ("Outlook reply: approve", _headers(
+# (what it is, the outcome it must have, the message)
+DEMO_MESSAGES: list[tuple[str, str, str]] = [
+    ("Outlook reply: approve", "approved", _headers(
         "Alice Approver <alice@example.com>", "RE: Approval required [ID:1001]", "outlook-1",
         'Content-Type: text/plain; charset="us-ascii"\n',
     ) + "\nApproved, thanks.\n\nAlice\n\n________________________________\n"
         "From: Service Desk <approvals@demo.example>\nSent: Saturday, 28 November 2026 08:55\n"
         "To: Alice Approver <alice@example.com>\nSubject: Approval required [ID:1001]\n\n"
         + ORIGINAL.format(id=1001)),
-    ("Gmail reply: reject with a note", _headers(
+    ("Gmail reply: reject with a note", "rejected", _headers(
         "Bob Boss <bob@example.com>", "Re: Approval required [ID:1002]", "gmail-1",
         'Content-Type: text/plain; charset="UTF-8"\n',
     ) + "\nREJECT - not approved this quarter, ask again in January.\n\n"
         "On Sat, 28 Nov 2026 at 08:55, Service Desk <approvals@demo.example> wrote:\n\n"
         + "".join(f"> {line}\n" for line in ORIGINAL.format(id=1002).splitlines())),
-    ("iPhone forward: approve on top", _headers(
+    ("iPhone forward: approve on top", "approved", _headers(
         "Carol CFO <carol@example.com>", "Fwd: licence renewal", "iphone-1",
         'Content-Type: text/plain; charset="utf-8"\n',
     ) + "\nApprove\n\nSent from my iPhone\n\nBegin forwarded message:\n\n"
         "From: Service Desk <approvals@demo.example>\nDate: 28 November 2026 at 08:55:00 GMT\n"
         "To: Carol CFO <carol@example.com>\nSubject: Approval required [ID:1003]\n\n"
         + ORIGINAL.format(id=1003)),
-    ("Not an approver", _headers(
+    ("Not an approver", "not-approver", _headers(
         "Dave Developer <dave@example.com>", "Re: Approval required [ID:1002]", "dave-1",
         'Content-Type: text/plain; charset="us-ascii"\n',
     ) + "\nApprove\n\nOn Sat, 28 Nov 2026, Service Desk wrote:\n> Please reply APPROVE\n"),
-    ("Out-of-office auto-reply", _headers(
+    ("Out-of-office auto-reply", "ignored", _headers(
         "Erin Away <erin@example.com>", "Automatic reply: Approval required [ID:1001]",
         "ooo-1", 'Auto-Submitted: auto-replied\nContent-Type: text/plain; charset="us-ascii"\n',
     ) + "\nI am out of the office until Monday. APPROVE requests will wait.\n"),
@@ -118,10 +121,11 @@ async def run_demo(as_json: bool = False) -> int:
                 halo.add_ticket(ticket_id, summary, [
                     {"emailaddress": address, "name": name, "seq": 1, "actionnumber": 7}])
             settings = parse_settings(demo_settings(Path(tmp), halo, port))
-            labels = {}
-            for label, text in DEMO_MESSAGES:
+            labels, expected = {}, {}
+            for label, outcome, text in DEMO_MESSAGES:
                 assert settings.maildir is not None
-                labels[deliver(settings.maildir.path, text.encode())] = label
+                key = deliver(settings.maildir.path, text.encode())
+                labels[key], expected[key] = label, outcome
             async with responder(settings) as worker:
                 result = await worker.run_once()
             answers = {str(email.message_from_bytes(r)["To"]): r for r in sink.received}
@@ -129,7 +133,11 @@ async def run_demo(as_json: bool = False) -> int:
     finally:
         controller.stop()
     _print(rows, as_json)
-    return 0 if not result.failed and len(rows) == len(DEMO_MESSAGES) else 1
+    outcomes = {r.ref: r.outcome for r in result.reports}
+    if outcomes != expected:
+        print(f"unexpected outcomes: {outcomes} (expected {expected})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _row(report: dict[str, Any], labels: dict[str, str], answers: dict[str, bytes],
@@ -144,6 +152,7 @@ def _row(report: dict[str, Any], labels: dict[str, str], answers: dict[str, byte
         "sender": report["sender"],
         "ticket_id": ticket,
         "decision": report["decision"],
+        "note": report.get("note"),
         "outcome": report["outcome"],
         "halo_result": halo_result,
         "answer": str(email.message_from_bytes(answer)["Subject"]) if answer else None,
@@ -161,7 +170,8 @@ def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
     for row in rows:
         print(f"* {row['message']}")
         print(f"    from {row['sender']}, ticket {row['ticket_id']}, "
-              f"decision {row['decision'] or '-'}")
+              f"decision {row['decision'] or '-'}"
+              + (f", note \"{row['note']}\"" if row["note"] else ""))
         print(f"    -> {row['outcome']}: {row['reason']}")
         if row["halo_result"] is not None:
             print(f"    Halo now shows result={row['halo_result']} for the approver")

@@ -140,17 +140,20 @@ class Ledger:
         return Row.from_sql(row) if row else None
 
     def record(self, key: str, **fields: Any) -> None:
-        """Insert or update a message's row with the given columns."""
-        now = _now()
-        fields["updated_at"] = now
-        columns = ", ".join(fields)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in fields)
-        self.db.execute(
-            f"INSERT INTO messages (key, created_at, {columns}) "  # noqa: S608 - column names are ours
-            f"VALUES (?, ?, {', '.join('?' * len(fields))}) "
-            f"ON CONFLICT (key) DO UPDATE SET {updates}",
-            (key, now, *fields.values()),
+        """Update a message's row with the given columns, inserting it the first time."""
+        fields["updated_at"] = _now()
+        updates = ", ".join(f"{c} = ?" for c in fields)
+        cursor = self.db.execute(
+            f"UPDATE messages SET {updates} WHERE key = ?",  # noqa: S608 - column names are ours
+            (*fields.values(), key),
         )
+        if cursor.rowcount == 0:
+            columns = ", ".join(fields)
+            self.db.execute(
+                f"INSERT INTO messages (key, created_at, {columns}) "  # noqa: S608
+                f"VALUES (?, ?, {', '.join('?' * len(fields))})",
+                (key, fields["updated_at"], *fields.values()),
+            )
 
     def in_state(self, *states: str) -> list[Row]:
         marks = ", ".join("?" * len(states))

@@ -63,6 +63,7 @@ class Report:
     sender: str | None
     ticket_id: int | None
     decision: str | None
+    note: str | None
     outcome: str
     reason: str
 
@@ -408,6 +409,7 @@ class Responder:
             sender=f.sender,
             ticket_id=f.ticket_id,
             decision=f.decision.value if f.decision else None,
+            note=f.note,
             outcome=item.plan.outcome.value,
             reason=item.plan.reason,
         )
