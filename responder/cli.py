@@ -5,6 +5,7 @@
     responder once    --config config.toml  one pass over the mailbox, then exit (cron)
     responder run     --config config.toml  serve: wait for mail with IMAP IDLE
     responder explain MESSAGE.eml [--json]  what the responder reads in one message
+    responder audit   --config config.toml  the ledger as CSV or JSON lines (evidence per decision)
 
 Exit codes: 0 all went well; 1 something failed (details on stderr); 2 bad usage or
 config.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
         if name != "run":
             p.add_argument("--json", action="store_true", help="JSON output")
+    p = command("audit", _audit, "export the ledger: every message, its evidence and outcome")
+    p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
+    p.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="csv (default) or json (one object per line)")
+    p.add_argument("--since", type=_date, help="only messages recorded since (YYYY-MM-DD)")
     p = command("explain", _explain, "show what the responder reads in one message")
     p.add_argument("message", type=Path, help="an .eml file ('-' for standard input)")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -142,6 +150,32 @@ def _explain(args: argparse.Namespace) -> int:
         print("reply_text")
         for line in str(report["reply_text"]).splitlines() or [""]:
             print(f"  | {line}")
+    return 0
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from responder.ledger import Ledger
+
+    settings = _settings(args)
+    ledger = Ledger(settings.state.path)
+    try:
+        rows = ledger.rows(since=args.since)
+        if args.format == "json":
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
+            return 0
+        writer = csv.DictWriter(sys.stdout, fieldnames=ledger.columns(), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        ledger.close()
     return 0
 
 

@@ -75,6 +75,10 @@ class HaloSettings(Section):
     max_retries: int = Field(default=4, ge=0)
     # Which approver field takes the approver's comment is unconfirmed (shared/halo).
     note_field: str = "note"
+    # All decisions of a pass in one POST (Halo takes an array), confirmed from the POST's
+    # answer when it shows the result ("response"), else by re-reading the ticket.
+    batch_decisions: bool = True
+    confirm: Literal["response", "reread"] = "response"
 
     @property
     def api_url(self) -> str:

@@ -47,8 +47,10 @@ LANGUAGE_WORDS: dict[str, dict[str, Decision]] = {
 
 # Words that turn a decision word into a choice still to be made: "approve or reject".
 _ALTERNATIVE = {"or", "/", "oder", "ou", "o", "of", "eller"}
-_EDGE_PUNCTUATION = "\"'`*_~.,;:!-–—()[]<>«»“”‘’"  # not "?": a question never decides
-_NOTE_LEAD = re.compile(r"^[\s\-–—:;,.!/|]+")
+# Quotes, dashes and brackets around a word (en/em dashes and curly quotes as escapes);
+# not "?": a question never decides.
+_EDGE_PUNCTUATION = "\"'`*_~.,;:!-\u2013\u2014()[]<>\u00ab\u00bb\u201c\u201d\u2018\u2019"
+_NOTE_LEAD = re.compile("^[\\s\\-\u2013\u2014:;,.!/|]+")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n")
 
 

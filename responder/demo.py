@@ -87,7 +87,7 @@ class Sink:
 
     received: list[bytes] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(bytes(envelope.original_content or envelope.content))
         return "250 OK"
 

@@ -144,20 +144,20 @@ class Ledger:
         fields["updated_at"] = _now()
         updates = ", ".join(f"{c} = ?" for c in fields)
         cursor = self.db.execute(
-            f"UPDATE messages SET {updates} WHERE key = ?",  # noqa: S608 - column names are ours
+            f"UPDATE messages SET {updates} WHERE key = ?",
             (*fields.values(), key),
         )
         if cursor.rowcount == 0:
             columns = ", ".join(fields)
             self.db.execute(
-                f"INSERT INTO messages (key, created_at, {columns}) "  # noqa: S608
+                f"INSERT INTO messages (key, created_at, {columns}) "
                 f"VALUES (?, ?, {', '.join('?' * len(fields))})",
                 (key, fields["updated_at"], *fields.values()),
             )
 
     def in_state(self, *states: str) -> list[Row]:
         marks = ", ".join("?" * len(states))
-        rows = self.db.execute(f"SELECT * FROM messages WHERE state IN ({marks})", states)  # noqa: S608
+        rows = self.db.execute(f"SELECT * FROM messages WHERE state IN ({marks})", states)
         return [Row.from_sql(r) for r in rows]
 
     def rows(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -168,6 +168,9 @@ class Ledger:
             args = (since.isoformat(),)  # type: ignore[assignment]
         for row in self.db.execute(query, args):
             yield dict(row)
+
+    def columns(self) -> list[str]:
+        return [r[1] for r in self.db.execute("PRAGMA table_info(messages)")]
 
     def outcome_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT outcome, COUNT(*) FROM messages GROUP BY outcome")

@@ -7,6 +7,7 @@ new text the person wrote, the decision word in it, and whether a machine wrote 
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.errors
 import email.policy
@@ -32,6 +33,8 @@ _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r)\s*(?:\[\d+\])?\s*:\s*)+",
     re.IGNORECASE,
 )
+# Outlook's forwards look like its replies in the body; the subject tells them apart.
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc)\s*:", re.IGNORECASE)
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _MACHINE_LOCALPARTS = {"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"}
 
@@ -98,7 +101,7 @@ def analyse(
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
         return _read(msg, raw, parsing, grammar)
-    except Exception as exc:  # noqa: BLE001 - a hostile message must not stop the service
+    except Exception as exc:
         return Facts(
             message_id="",
             sender=None,
@@ -138,7 +141,7 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         decision=read.decision,
         note=read.note,
         reply_text=reply.text,
-        forwarded=reply.forwarded,
+        forwarded=reply.forwarded or bool(_FORWARD_PREFIX.match(subject)),
         auto_submitted=machine is not None,
         machine_reason=machine,
         suspicious=suspicious,
@@ -168,10 +171,8 @@ def normalise_address(address: str) -> str:
     """Lower-case, and the domain in its IDNA (ASCII) form, so that forms compare equal."""
     local, _, domain = address.strip().strip("<>").rpartition("@")
     domain = domain.strip().rstrip(".").lower()
-    try:
+    with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
     return f"{local.lower()}@{domain}" if local else ""
 
 

@@ -76,7 +76,7 @@ async def check(settings: Settings) -> list[CheckLine]:
     try:
         Ledger(settings.state.path).close()
         lines.append(CheckLine("ledger", True, str(settings.state.path)))
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
+    except Exception as exc:
         lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
     return lines
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 
 import aiosmtplib
@@ -27,7 +28,7 @@ class SmtpSender:
             hostname=s.host,
             port=s.effective_port,
             use_tls=s.tls == "implicit",
-            start_tls=True if s.tls == "starttls" else False,
+            start_tls=s.tls == "starttls",
             tls_context=context if s.tls != "none" else None,
             timeout=s.timeout,
         )
@@ -59,10 +60,8 @@ class SmtpSender:
                     results.append(self._describe(exc))
                     break
         finally:
-            try:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                pass
         results.extend(["connection lost"] * (len(messages) - len(results)))
         return results
 
@@ -75,7 +74,8 @@ class SmtpSender:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SmtpError(self._describe(exc)) from None
         who = f" as {self.settings.username}" if self.settings.username else ""
-        return f"smtp {self.settings.host}:{self.settings.effective_port} ({self.settings.tls}){who}"
+        s = self.settings
+        return f"smtp {s.host}:{s.effective_port} ({s.tls}){who}"
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"

@@ -249,10 +249,10 @@ class Responder:
             return Plan(Outcome.FAILED, "the approver is gone from the ticket")
         return item.plan
 
-    async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | None | HaloError]:
+    async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | HaloError | None]:
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(ticket_id: int) -> Ticket | None | HaloError:
+        async def one(ticket_id: int) -> Ticket | HaloError | None:
             async with gate:
                 try:
                     return await self.halo.get_ticket(ticket_id)
@@ -267,6 +267,10 @@ class Responder:
 
     async def _submit(self, items: list[Item]) -> None:
         if not items:
+            return
+        if len(items) > 1 and not self.settings.halo.batch_decisions:
+            for item in items:
+                await self._submit([item])
             return
         for item in items:
             self._record_submitting(item)
@@ -283,7 +287,7 @@ class Responder:
         except HaloError as exc:
             self._set_all(items, _halo_failure(exc))
             return
-        await self._confirm(items, records)
+        await self._confirm(items, records if self.settings.halo.confirm == "response" else None)
 
     async def _confirm(self, items: list[Item], records: list[Approver] | None) -> None:
         """Use the POST's answer where it shows the result; else re-read each ticket once."""

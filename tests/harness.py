@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import itertools
+import json
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -95,6 +96,9 @@ class Harness:
 
     @property
     def settings(self) -> Settings:
+        return parse_settings(self.config())
+
+    def config(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "halo": {"base_url": self.halo.base_url, "client_id": self.halo.client_id,
                      "client_secret": self.halo.client_secret},
@@ -108,7 +112,17 @@ class Harness:
         }
         for section, values in self.overrides.items():
             data[section] = {**data.get(section, {}), **values}
-        return parse_settings(data)
+        return data
+
+    def write_config(self, path: Path) -> Path:
+        """The config as a TOML file, the way a user writes it (mode 600)."""
+        lines = []
+        for section, values in self.config().items():
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
 
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         self.dovecot.append(self.user, folder, raw)

@@ -7,7 +7,8 @@ import pytest
 from responder.config import ConfigError, load_settings, parse_settings
 
 MINIMAL = {
-    "halo": {"base_url": "https://halo.example.com/", "client_id": "id", "client_secret": "s3cr3t-value"},
+    "halo": {"base_url": "https://halo.example.com/", "client_id": "id",
+             "client_secret": "s3cr3t-value"},
     "imap": {"host": "imap.example.com", "username": "u", "password": "imap-pass"},
     "smtp": {"host": "smtp.example.com", "from": "approvals@example.com"},
 }
@@ -70,7 +71,7 @@ def test_secrets_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_missing_secret_is_named_without_revealing_anything() -> None:
     data = {**MINIMAL, "imap": {**MINIMAL["imap"], "password": "env:NOT_SET_ANYWHERE"}}
-    with pytest.raises(ConfigError, match="imap.password: environment variable NOT_SET_ANYWHERE"):
+    with pytest.raises(ConfigError, match=r"imap\.password: environment variable NOT_SET_ANYWHERE"):
         parse_settings(data)
 
 

@@ -71,7 +71,8 @@ def test_a_mailto_button_decides_from_the_subject_when_the_body_is_empty() -> No
     ],
 )
 def test_machines_are_recognised(header: str, reason: str) -> None:
-    facts = analyse(reply("alice@example.com", "Re: [ID:1]", "Approve", extra_headers=header + "\n"))
+    raw = reply("alice@example.com", "Re: [ID:1]", "Approve", extra_headers=header + "\n")
+    facts = analyse(raw)
     assert facts.auto_submitted and reason in (facts.machine_reason or "")
 
 
@@ -110,7 +111,9 @@ def test_addresses_compare_after_normalisation() -> None:
 
 
 def test_garbage_never_raises() -> None:
-    for raw in (b"", b"\x00\xff" * 100, b"From: \r\n\r\n", b"Content-Type: multipart/mixed\r\n\r\n--"):
+    garbage = (b"", b"\x00\xff" * 100, b"From: \r\n\r\n",
+               b"Content-Type: multipart/mixed\r\n\r\n--")
+    for raw in garbage:
         facts = analyse(raw)
         assert facts.decision is None
 
@@ -120,3 +123,11 @@ def test_a_replay_with_a_changed_message_id_has_the_same_content_hash() -> None:
     replay = analyse(gmail_reply("alice@example.com", 1234, "Approve", msgid="<b@x>"))
     other_ticket = analyse(gmail_reply("alice@example.com", 1300, "Approve", msgid="<c@x>"))
     assert first.content_hash == replay.content_hash != other_ticket.content_hash
+
+
+def test_an_outlook_forward_is_a_forward() -> None:
+    body = ("Approve\n\n________________________________\nFrom: Service Desk <sd@example.com>\n"
+            "Sent: Saturday, November 28, 2026 8:55 AM\nTo: Alice\n"
+            "Subject: Approval required [ID:1234]\n\nPlease reply APPROVE or REJECT.\n")
+    facts = analyse(reply("alice@example.com", "FW: Approval required", body))
+    assert (facts.forwarded, facts.decision, facts.ticket_id) == (True, "approve", 1234)

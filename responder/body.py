@@ -1,0 +1,249 @@
+"""The readable bodies of a parsed message: one plain text and one HTML, no I/O.
+
+Mail clients wrap the text a person typed in MIME trees of every shape (alternative,
+mixed with attachments, signed, related, TNEF beside text), label it with charsets that
+are sometimes wrong, and break long lines with format=flowed. This module walks the
+tree, picks the parts a mail client would show, and decodes them without ever raising:
+whatever cannot be read becomes a note in ``Bodies.problems``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.policy import compat32
+
+MAX_DEPTH = 20  # a deeper MIME tree is hostile, not mail
+MAX_PARTS = 200
+
+# Charset labels that lie or that Python does not know, mapped to what the bytes are.
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",  # GB2312 mail is routinely GBK/GB18030; the superset decodes both
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cn-gb": "gb18030",
+    "euc-cn": "gb18030",
+    "iso-8859-1": "windows-1252",  # clients label windows-1252 text as Latin-1 (curly quotes)
+    "latin1": "windows-1252",
+    "us-ascii": "windows-1252",  # 8-bit bytes under us-ascii are nearly always cp1252
+    "ascii": "windows-1252",
+    "ks_c_5601-1987": "cp949",
+    "x-sjis": "shift_jis",
+    "shift-jis": "shift_jis",
+    "sjis": "shift_jis",
+    "windows-31j": "cp932",
+    "x-mac-roman": "mac_roman",
+    "utf8": "utf-8",
+    "unicode-1-1-utf-7": "utf-7",
+}
+_HEADER_START = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,40}:[ \t]")
+_UNLABELLED = {"", "unknown-8bit", "x-unknown", "unknown", "default", "x-user-defined"}
+
+
+@dataclass(frozen=True)
+class Bodies:
+    """The text a mail client would show, as plain text and as HTML (either may be absent)."""
+
+    plain: str | None
+    html: str | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Found:
+    plain: tuple[str, ...] = ()
+    html: tuple[str, ...] = ()
+
+
+def read_bodies(msg: Message) -> Bodies:
+    """The plain and HTML bodies of ``msg`` and what went wrong reading them; never raises."""
+    problems: list[str] = []
+    msg = _headers_in_body(msg, problems)
+    try:
+        found = _walk(msg, problems, depth=0, budget=[MAX_PARTS])
+    except Exception as exc:
+        problems.append(f"cannot walk the MIME tree: {type(exc).__name__}")
+        found = _Found()
+    plain = "\n".join(found.plain) if found.plain else None
+    html = found.html[0] if found.html else None
+    if plain is None and html is None and not problems:
+        problems.append("no readable text part")
+    return Bodies(plain=plain, html=html, problems=tuple(dict.fromkeys(problems)))
+
+
+def _headers_in_body(msg: Message, problems: list[str]) -> Message:
+    """Re-read a message whose headers ended up in the body (a blank line before them)."""
+    if msg.keys() or msg.is_multipart():
+        return msg
+    payload = msg.get_payload()
+    if not isinstance(payload, str) or not _HEADER_START.match(payload.lstrip("\r\n")):
+        return msg
+    problems.append("the message starts with a blank line; its headers were read from the body")
+    return email.message_from_string(payload.lstrip("\r\n"), policy=compat32)
+
+
+def _walk(part: Message, problems: list[str], depth: int, budget: list[int]) -> _Found:
+    """Collect the shown text of one MIME subtree, in reading order."""
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
+        problems.append("MIME tree too deep or too large; the rest was not read")
+        return _Found()
+    problems.extend(_defect_notes(part))
+    ctype = part.get_content_type()
+    if part.is_multipart():
+        children = _children(part, problems)
+        found = [_walk(child, problems, depth + 1, budget) for child in children]
+        if ctype == "multipart/alternative":
+            return _pick_alternative(found)
+        return _Found(
+            plain=tuple(p for f in found for p in f.plain),
+            html=tuple(h for f in found for h in f.html),
+        )
+    if _is_attachment(part) or not ctype.startswith("text/"):
+        if ctype == "application/pkcs7-mime":
+            problems.append("encrypted or opaque-signed S/MIME content cannot be read")
+        return _Found()
+    if ctype not in ("text/plain", "text/html"):
+        return _Found()
+    text = _decode_part(part, problems)
+    if text is None:
+        return _Found()
+    if _looks_binary(text):
+        problems.append(f"a {ctype} part holds binary data; it was not read")
+        return _Found()
+    if ctype == "text/html":
+        return _Found(html=(text,))
+    if part.get_param("format", "", header="content-type") == "flowed":
+        delsp = str(part.get_param("delsp", "no", header="content-type")).lower() == "yes"
+        text = unflow(text, delsp=delsp)
+    return _Found(plain=(text,))
+
+
+def _children(part: Message, problems: list[str]) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    problems.append(f"{part.get_content_type()} without readable parts")
+    return []
+
+
+def _pick_alternative(found: list[_Found]) -> _Found:
+    """One plain and one HTML from the alternatives: the first non-blank plain, the last HTML."""
+    plain = next((p for f in found for p in f.plain if p.strip()), None)
+    htmls = [h for f in found for h in f.html if h.strip()]
+    return _Found(plain=(plain,) if plain else (), html=(htmls[-1],) if htmls else ())
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+    return disposition == "attachment"
+
+
+def _defect_notes(part: Message) -> list[str]:
+    return [f"MIME defect: {type(d).__name__}" for d in getattr(part, "defects", [])]
+
+
+def _looks_binary(text: str) -> bool:
+    """Control characters that no text has (NUL and friends) in the first few kilobytes."""
+    sample = text[:4096]
+    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v\x1b")
+    return controls * 50 > len(sample)
+
+
+def _decode_part(part: Message, problems: list[str]) -> str | None:
+    """The part's text: transfer encoding undone, then the charset chain."""
+    try:
+        raw = part.get_payload(decode=True)
+    except Exception:
+        problems.append("undecodable transfer encoding")
+        return None
+    if not isinstance(raw, bytes):
+        return None
+    declared = part.get_content_charset() or ""
+    text, note = decode_text(raw, declared)
+    if note:
+        problems.append(note)
+    return text
+
+
+def decode_text(raw: bytes, declared: str) -> tuple[str, str | None]:
+    """Decode with the declared charset, then UTF-8, then windows-1252 with replacement.
+
+    Returns the text and a note when the declared charset was unknown or wrong.
+    """
+    name = declared.strip().strip("\"'").lower()
+    note: str | None = None
+    codec = _codec_for(name)
+    if codec is None and name not in _UNLABELLED:
+        note = f"unknown charset {name!r}; decoded as UTF-8 or windows-1252"
+    if codec is not None and codec not in ("utf-8", "windows-1252"):
+        try:
+            return raw.decode(codec), None
+        except (UnicodeDecodeError, LookupError):
+            note = f"text is not valid {name}; decoded as UTF-8 or windows-1252"
+    try:
+        return raw.decode("utf-8"), note
+    except UnicodeDecodeError:
+        pass
+    lenient = raw.decode("utf-8", errors="replace")
+    if _mostly_utf8(lenient):
+        return lenient, note or "a few bytes are not valid UTF-8; they were replaced"
+    if codec == "utf-8":
+        note = "text is not valid UTF-8; decoded as windows-1252"
+    return raw.decode("windows-1252", errors="replace"), note
+
+
+def _mostly_utf8(text: str) -> bool:
+    """UTF-8 text with a few broken bytes, rather than text in a single-byte charset.
+
+    Decoding single-byte text as UTF-8 turns nearly every non-ASCII byte into U+FFFD;
+    real UTF-8 with a damaged byte here and there keeps most of its characters.
+    """
+    replaced = text.count("\ufffd")
+    non_ascii = sum(1 for c in text if ord(c) > 127)
+    return non_ascii > 0 and replaced * 10 < non_ascii - replaced
+
+
+def _codec_for(name: str) -> str | None:
+    """The Python codec for a MIME charset label, or None when there is none."""
+    if name in _UNLABELLED:
+        return None
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return None
+    canonical = {"utf-8": "utf-8", "cp1252": "windows-1252"}.get(info.name, info.name)
+    return _CHARSET_ALIASES.get(canonical, canonical)
+
+
+def unflow(text: str, delsp: bool = False) -> str:
+    """Join RFC 3676 format=flowed soft line breaks (a line ending in a space continues).
+
+    Quote depth is kept: a flowed line only joins the next line of the same depth, and the
+    signature separator ``-- `` is never joined.
+    """
+    out: list[str] = []
+    pending: str | None = None
+    pending_depth = 0
+    for line in text.replace("\r\n", "\n").split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        body = line[depth:]
+        if body.startswith(" "):
+            body = body[1:]  # space-stuffing
+        if pending is not None and depth != pending_depth:
+            out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+            pending = None
+        content = (pending or "") + body
+        if body.endswith(" ") and body != "-- ":
+            pending = content[:-1] if delsp else content
+            pending_depth = depth
+            continue
+        out.append(">" * depth + (" " if depth else "") + content)
+        pending = None
+    if pending is not None:
+        out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+    return "\n".join(out)

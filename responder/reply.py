@@ -1,0 +1,34 @@
+"""The new text a person wrote in a reply or forward, apart from what it quotes.
+
+``extract_reply`` reads the plain-text body when there is one with any text in it, and
+the HTML body otherwise. The rules themselves live in ``responder.quotes`` (plain text)
+and ``responder.html_reply`` (HTML structure); this module only chooses between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from responder.html_reply import split_html
+from responder.quotes import split_reply
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a person wrote now, and the original they replied to or forwarded."""
+
+    text: str  # the new text: no quotes, attributions, header blocks, signatures, footers
+    forwarded: bool  # the message forwards an original ("Begin forwarded message:" …)
+    original: str  # the quoted or forwarded remainder, for finding our token in it
+    original_subject: str | None  # Subject: of the original's header block, when shown
+
+
+def extract_reply(plain: str | None, html: str | None) -> Reply:
+    """The new text of a message body; never raises, and is linear in the body's size."""
+    if plain is not None and plain.strip():
+        split = split_reply(plain)
+    elif html is not None and html.strip():
+        split = split_html(html)
+    else:
+        return Reply(text="", forwarded=False, original="", original_subject=None)
+    return Reply(split.text, split.forwarded, split.original, split.original_subject)

@@ -1,0 +1,56 @@
+"""The shared third-party corpus (read in place from $RESPONDER_CORPUS, never copied).
+
+Every fixture with an expected reply text must give that text (whitespace-normalised);
+every raw message must be read without an exception. Where an upstream expectation
+differs from ours on purpose, ``corpus_cases.DELIBERATE_DIFFERENCES`` (the one table of
+them) says why and gives our own expected value, which is asserted instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.corpus_cases import (
+    DELIBERATE_DIFFERENCES,
+    ENV_VAR,
+    Case,
+    corpus_path,
+    load_cases,
+    run_case,
+)
+
+pytestmark = pytest.mark.corpus
+
+CORPUS = corpus_path()
+if CORPUS is None:
+    pytest.skip(f"{ENV_VAR}=none: corpus tests switched off", allow_module_level=True)
+if not CORPUS.is_dir():
+    pytest.fail(
+        f"corpus folder {CORPUS} is missing; set {ENV_VAR} to its path (or to 'none')",
+        pytrace=False,
+    )
+CASES = load_cases(CORPUS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.key for case in CASES])
+def test_fixture(case: Case) -> None:
+    outcome = run_case(case)
+    assert outcome.ok, f"{case.key}: " + "; ".join(outcome.failures)
+
+
+def test_every_deliberate_difference_names_a_fixture() -> None:
+    keys = {case.key for case in CASES}
+    assert set(DELIBERATE_DIFFERENCES) <= keys
+
+
+def test_most_fixtures_have_a_text_check() -> None:
+    checked = [case for case in CASES if case.checks]
+    assert len(checked) >= 150
+
+
+@pytest.mark.parametrize("name", ["email_long_quote.txt", "pathological.txt"])
+def test_performance_traps_take_well_under_a_second(name: str) -> None:
+    case = next(c for c in CASES if c.key == f"email_reply_parser/test/emails/{name}")
+    outcome = run_case(case)
+    assert outcome.ok
+    assert outcome.seconds < 0.25
