@@ -32,13 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = [run_case(case) for case in load_cases(corpus)]
     for source in SOURCES:
         mine = [o for o in outcomes if o.case.source == source]
-        print(f"{source:30} {sum(o.ok for o in mine)}/{len(mine)}")
-    print(f"{'total':30} {sum(o.ok for o in outcomes)}/{len(outcomes)}")
+        print(f"{source:30} {_tally(mine)}")
+    print(f"{'total':30} {_tally(outcomes)}")
     _print_timing(outcomes)
     for outcome in outcomes:
         if not outcome.ok and args.verbose:
             print(f"FAIL {outcome.case.key}: " + "; ".join(outcome.failures))
     return 0
+
+
+def _tally(outcomes: list[Outcome]) -> str:
+    """matched/total, and how many of those compare the reply text (the rest: no crash)."""
+    texts = [o for o in outcomes if o.case.checks]
+    return (f"{sum(o.ok for o in outcomes)}/{len(outcomes)}"
+            f"  (reply text {sum(o.ok for o in texts)}/{len(texts)},"
+            f" no-crash only {len(outcomes) - len(texts)})")
 
 
 def _print_timing(outcomes: list[Outcome]) -> None:

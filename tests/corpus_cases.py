@@ -9,19 +9,19 @@ first fragment, and "a later hidden fragment's text is not in our new text".
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
-from responder.body import decode_text, read_bodies
-from responder.reply import Reply, extract_reply
+from responder.body import decode_text
+from responder.message import analyse
+from responder.reply import Reply
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
@@ -188,12 +188,17 @@ def run_case(case: Case) -> Outcome:
 
 
 def extract(raw: bytes, kind: str) -> Reply:
-    if kind == "message":
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-        bodies = read_bodies(msg)
-        return extract_reply(bodies.plain, bodies.html)
-    text, _ = decode_text(raw, "utf-8")
-    return extract_reply(None, text) if kind == "html" else extract_reply(text, None)
+    """What ``responder explain --json`` reports: the message through ``analyse``.
+
+    Bodies-only fixtures are first wrapped in a message of their own (UTF-8, text/plain
+    or text/html), as a mail client would send them.
+    """
+    if kind != "message":
+        text, _ = decode_text(raw, "utf-8")
+        subtype = "html" if kind == "html" else "plain"
+        raw = MIMEText(text, subtype, "utf-8").as_bytes()
+    facts = analyse(raw)
+    return Reply(facts.reply_text, facts.forwarded, facts.original, None)
 
 
 def normalise(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from responder.decision import read_decision
 from tests.corpus_cases import (
     DELIBERATE_DIFFERENCES,
     ENV_VAR,
@@ -53,4 +54,11 @@ def test_performance_traps_take_well_under_a_second(name: str) -> None:
     case = next(c for c in CASES if c.key == f"email_reply_parser/test/emails/{name}")
     outcome = run_case(case)
     assert outcome.ok
-    assert outcome.seconds < 0.25
+    assert outcome.seconds < 1.0  # the issue's bound; scripts/corpus.py prints the figures
+
+
+def test_no_fixture_reads_as_a_decision() -> None:
+    """None of these messages says APPROVE or REJECT first: none may be acted on."""
+    replies = [(c.key, run_case(c).reply) for c in CASES]
+    decided = [key for key, r in replies if r and read_decision(r.text).decision is not None]
+    assert decided == []
