@@ -122,7 +122,7 @@ def _once(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
-    asyncio.run(serve(_settings(args)))
+    asyncio.run(serve(_settings(args), args.config))
     return 0
 
 

@@ -180,6 +180,14 @@ class MatchingSettings(Section):
     aliases: dict[str, str] = Field(default_factory=dict)
 
 
+class ServiceSettings(Section):
+    """How ``responder run`` behaves as a service."""
+
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /healthz and /metrics
+    metrics_host: str = "127.0.0.1"
+    retry_seconds: float = Field(default=60.0, gt=0)  # pending work and the outbox, retried
+
+
 class Settings(Section):
     halo: HaloSettings
     imap: ImapSettings | None = None
@@ -191,6 +199,7 @@ class Settings(Section):
     answers: AnswerSettings = AnswerSettings()
     security: SecuritySettings = SecuritySettings()
     matching: MatchingSettings = MatchingSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> Settings:

@@ -6,6 +6,7 @@ The orchestrator only ever talks to a ``Mailbox``; it does not know which one it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -17,6 +18,7 @@ class Incoming:
     raw: bytes  # the message; only its text parts when it carries attachments
     size: int  # its full size on the server, attachments included
     partial: bool = False  # True when attachments were left out of ``raw``
+    arrived: datetime | None = None  # when the mailbox received it (IMAP INTERNALDATE)
 
 
 class MailboxError(Exception):

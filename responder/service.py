@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from responder.config import Settings
+from responder.config import ConfigError, Settings, load_settings
 from responder.halo import HaloClient, HaloError
 from responder.imap import ImapMailbox
 from responder.ledger import Ledger
 from responder.mailbox import Mailbox, MailboxError
 from responder.maildir import MaildirMailbox
+from responder.metrics import Metrics, serve_metrics
 from responder.smtp import SmtpError, SmtpSender
 from responder.worker import PassResult, Responder
+
+log = logging.getLogger("responder")
 
 
 def make_mailbox(settings: Settings) -> Mailbox:
@@ -86,12 +91,41 @@ async def once(settings: Settings) -> PassResult:
         return await worker.run_once()
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT: finish the pass in hand, then close everything."""
-    stop = asyncio.Event()
+async def serve(settings: Settings, config_path: Path | None = None) -> None:
+    """Run until SIGTERM/SIGINT (finish the pass in hand, then close everything).
+
+    SIGHUP reloads the config from ``config_path`` and carries on with the new one; a
+    config that does not validate is reported and the old one kept.
+    """
+    metrics = Metrics()
+    server = None
+    if settings.service.metrics_port:
+        stale = 3 * max(settings.service.retry_seconds, 60.0)
+        server = await serve_metrics(metrics, settings.service.metrics_host,
+                                     settings.service.metrics_port, stale)
+        log.info("metrics on http://%s:%d/metrics", settings.service.metrics_host,
+                 settings.service.metrics_port)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    poll = settings.imap.poll_seconds if settings.imap else 60.0
-    async with responder(settings) as worker:
-        await worker.run(stop, retry_seconds=poll)
+    try:
+        while True:
+            stop, reload = asyncio.Event(), asyncio.Event()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
+            async with responder(settings, metrics=metrics) as worker:
+                await worker.run(stop, retry_seconds=settings.service.retry_seconds)
+            if not reload.is_set() or config_path is None:
+                return
+            try:
+                settings = load_settings(config_path)
+                log.info("config reloaded from %s", config_path)
+            except ConfigError as exc:
+                log.error("config not reloaded, keeping the old one: %s", exc)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _set_both(*events: asyncio.Event) -> None:
+    for event in events:
+        event.set()

@@ -32,6 +32,7 @@ from responder.halo import HaloClient, HaloError, HaloRejected
 from responder.ledger import Ledger, Row
 from responder.mailbox import Incoming, Mailbox, MailboxError
 from responder.message import Facts, analyse, normalise_address
+from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
 from responder.smtp import SmtpSender
 from responder.tickets import Approver, Result, Submission, Ticket
@@ -95,6 +96,7 @@ class Responder:
         dkim_verifier: DkimVerifier = verify_dkim,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         concurrency: int = 4,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.mailbox = mailbox
@@ -104,6 +106,7 @@ class Responder:
         self.dkim_verifier = dkim_verifier
         self.clock = clock
         self.concurrency = concurrency
+        self.metrics = metrics
         p = settings.parsing
         self.grammar = Grammar.build(p.languages, p.approve_words, p.reject_words)
         self.templates = template_environment(settings.answers.templates)
@@ -125,6 +128,8 @@ class Responder:
                 await self._wait(stop, retry_seconds)
             except MailboxError as exc:
                 log.warning("mailbox unavailable: %s; retrying in %.0f s", exc, backoff)
+                if self.metrics:
+                    self.metrics.mailbox_reachable(False)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 with contextlib.suppress(MailboxError):
@@ -162,7 +167,22 @@ class Responder:
         for item in items:
             await self._file(item)
             result.reports.append(self._report(item))
+        if self.metrics:
+            self.metrics.record_pass(
+                (r.outcome for r in result.reports),
+                self._latencies(items),
+                dict(self.halo.calls),
+                self.ledger.outbox_size(),
+            )
         return result
+
+    def _latencies(self, items: list[Item]) -> list[float]:
+        """Seconds from arrival in the mailbox (or the Date: header) to the decision."""
+        now = self.clock()
+        decided = (Outcome.APPROVED, Outcome.REJECTED)
+        arrivals = [it.incoming.arrived or it.facts.sent_at for it in items
+                    if it.plan and it.plan.outcome in decided]
+        return [(now - at).total_seconds() for at in arrivals if at is not None]
 
     # -- 1. read ----------------------------------------------------------------
 
@@ -292,8 +312,8 @@ class Responder:
     async def _confirm(self, items: list[Item], records: list[Approver] | None) -> None:
         """Use the POST's answer where it shows the result; else re-read each ticket once."""
         shown = {(a.ticket_id, a.seq): a for a in records or []}
-        by_key = {(_ticket_of(it), it.plan.submission.seq): it for it in items
-                  if it.plan and it.plan.submission}
+        by_key = {(sub.ticket_id, sub.seq): it for it in items
+                  if it.plan and (sub := it.plan.submission)}
         missing = [k for k in by_key if k not in shown or not shown[k].result]
         reread = await self._tickets(t for t, _ in missing)
         for key, item in by_key.items():
