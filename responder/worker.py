@@ -135,6 +135,10 @@ class Responder:
                 with contextlib.suppress(MailboxError):
                     await self.mailbox.close()
                     await self.mailbox.open()
+            except Exception:  # a bug must not stop the service: log it, back off, go on
+                log.exception("pass failed; retrying in %.0f s", backoff)
+                await self._sleep(stop, backoff)
+                backoff = min(backoff * 2, 60.0)
 
     async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
         waiter = asyncio.ensure_future(self.mailbox.wait_for_mail(timeout))
@@ -162,7 +166,7 @@ class Responder:
         await self._look_up(fresh)
         await self._submit([it for it in fresh if it.plan and it.plan.outcome is Outcome.SUBMIT])
         for item in items:
-            self._record(item)
+            self._record_safely(item)
         result.answers_sent, result.answers_failed = await self.send_outbox()
         for item in items:
             await self._file(item)
@@ -381,6 +385,14 @@ class Responder:
         self.ledger.record(item.facts.key, state=states.DECIDED, outcome=plan.outcome.value,
                            reason=plan.reason, **columns, **self._facts_columns(item))
         self._queue_answer(item)
+
+    def _record_safely(self, item: Item) -> None:
+        """One message's bad luck (a broken custom template, say) must not stop the rest."""
+        try:
+            self._record(item)
+        except Exception as exc:
+            log.exception("could not record %s; it stays in the inbox", item.facts.key)
+            item.plan = Plan(Outcome.PENDING, f"internal error: {type(exc).__name__}: {exc}")
 
     def _queue_answer(self, item: Item) -> None:
         plan, facts = item.plan, item.facts

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.harness import Harness, gmail_reply, outlook_reply, reply
 
 
@@ -171,3 +173,32 @@ def text_of(message: object) -> str:
             assert isinstance(payload, bytes)
             return " ".join(payload.decode().split())
     raise AssertionError("no text part")
+
+
+async def test_a_site_template_replaces_the_built_in_one(harness: Harness, tmp_path: Path) -> None:
+    (tmp_path / "approved.txt").write_text("Thanks {{ sender }}, ticket {{ ticket_id }} is go.\n")
+    harness.overrides = {"answers": {"templates": str(tmp_path)}}
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    harness.deliver(gmail_reply("alice@example.com", 999, "Approve"))
+
+    await harness.once()
+
+    texts = sorted(text_of(a) for a in harness.answers())
+    assert texts[0].startswith("Nothing was recorded: ticket 999")  # built-in fallback
+    assert texts[1] == "Thanks alice@example.com, ticket 1234 is go."
+
+
+async def test_a_broken_template_keeps_the_message_and_the_others_go_on(
+    harness: Harness, tmp_path: Path
+) -> None:
+    (tmp_path / "not-approver.txt").write_text("{{ no_such_variable }}\n")
+    harness.overrides = {"answers": {"templates": str(tmp_path)}}
+    broken = gmail_reply("dave@example.com", 1234, "Approve")
+    harness.deliver(broken)
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+
+    result = await harness.once()
+
+    assert sorted(r.outcome for r in result.reports) == ["approved", "pending"]
+    assert harness.folder("INBOX") == [broken]
+    assert result.failed == 1
