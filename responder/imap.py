@@ -1,0 +1,546 @@
+"""The IMAP mailbox: imapclient (synchronous) driven from asyncio through a worker thread.
+
+One connection carries every command; an ``asyncio.Lock`` keeps calls one at a time, and
+a cancelled call waits for its thread to let go of the connection before the lock frees.
+Waiting uses IDLE where the server offers it, in short ``idle_check`` slices so that a
+stop is noticed within ``_SLICE`` seconds, else a poll every ``poll_seconds``.
+
+Errors: every socket, TLS and IMAP failure leaves this module as ``MailboxError``, with the
+password scrubbed from its text. A dropped connection is reconnected once per call.
+
+Messages with attachments are never downloaded whole: the header and the text parts are
+fetched and reassembled into a synthetic multipart/mixed (``Incoming.partial``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import (
+    CapabilityError,
+    IMAPClientAbortError,
+    IMAPClientError,
+    LoginError,
+)
+
+from responder.config import ImapSettings
+from responder.mailbox import Incoming, MailboxError
+
+log = logging.getLogger("responder.imap")
+
+T = TypeVar("T")
+
+_SLICE = 0.5  # longest a blocked IDLE/poll wait goes without checking whether it was stopped
+_WHOLE_BATCH_BYTES = 16 * 1024 * 1024  # one FETCH BODY.PEEK[] brings at most about this much
+_DROPPED = (IMAPClientAbortError, OSError)  # the connection is gone: reconnect and retry once
+_TLS_TEXT = {"implicit": "implicit TLS", "starttls": "STARTTLS", "none": "no TLS"}
+
+
+# --- pure helpers: BODYSTRUCTURE -> what to fetch; fetched pieces -> a message -------------
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One non-multipart body part: its IMAP part number and what it is."""
+
+    part: str  # "1", "2.1", ...
+    maintype: str  # lower case: "text", "application", "message", ...
+    subtype: str
+    attachment: bool  # Content-Disposition: attachment
+
+
+def _text(value: Any) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _at(seq: Sequence[Any], index: int) -> Any:
+    return seq[index] if len(seq) > index else None
+
+
+def _is_attachment(disposition: Any) -> bool:
+    return (
+        isinstance(disposition, tuple)
+        and bool(disposition)
+        and _text(disposition[0]).lower() == "attachment"
+    )
+
+
+def leaves(body: Sequence[Any], prefix: str = "") -> list[Leaf]:
+    """Every leaf of a parsed BODYSTRUCTURE, with part numbers as IMAP counts them.
+
+    A message/rfc822 part is one leaf: a forwarded message is an attachment to us.
+    """
+    if isinstance(body[0], list):  # multipart: (parts, subtype, params, disposition, ...)
+        found: list[Leaf] = []
+        for index, child in enumerate(body[0], start=1):
+            found += leaves(child, f"{prefix}.{index}" if prefix else str(index))
+        return found
+    maintype, subtype = _text(body[0]).lower(), _text(body[1]).lower()
+    # Extension data follows the basic fields: text has a line count, message/rfc822 an
+    # envelope, a body and a line count, so MD5 and then the disposition move along.
+    disposition_at = {"text": 9, "message": 11 if subtype == "rfc822" else 8}.get(maintype, 8)
+    disposition = _at(body, disposition_at)
+    return [Leaf(prefix or "1", maintype, subtype, _is_attachment(disposition))]
+
+
+def is_text_only(found: Iterable[Leaf]) -> bool:
+    """Nothing but inline text: such a message is fetched whole, byte for byte (DKIM)."""
+    return all(leaf.maintype == "text" and not leaf.attachment for leaf in found)
+
+
+def readable_parts(found: Iterable[Leaf]) -> tuple[str, ...]:
+    """The inline text/plain and text/html parts: all we fetch of a message with attachments."""
+    return tuple(
+        leaf.part
+        for leaf in found
+        if leaf.maintype == "text" and leaf.subtype in ("plain", "html") and not leaf.attachment
+    )
+
+
+def _header_fields(header: bytes) -> list[bytes]:
+    """Split a header block into fields, each with its folded continuation lines."""
+    fields: list[bytes] = []
+    for line in header.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def reassemble(header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: str) -> bytes:
+    """A multipart/mixed message: the original header, then each (MIME header, body) part.
+
+    The original Content-Type and Content-Transfer-Encoding no longer describe the body,
+    so they give way to a fresh multipart/mixed boundary.
+    """
+    dropped = (b"content-type:", b"content-transfer-encoding:")
+    kept = [f for f in _header_fields(header) if not f.lower().startswith(dropped)]
+    kept = [f if f.endswith(b"\n") else f + b"\r\n" for f in kept]
+    out = [*kept, f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n'.encode(), b"\r\n"]
+    for mime, body in parts:
+        # The CRLF before a boundary belongs to the boundary, so the body keeps its own.
+        out += [f"--{boundary}\r\n".encode(), mime, body, b"\r\n"]
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out)
+
+
+def server_folder(folder: str, delimiter: str | None, prefix: str = "") -> str:
+    """Our "Approvals/Done" in the server's own spelling ("INBOX.Approvals.Done" on Courier)."""
+    names = [name for name in folder.split("/") if name]
+    name = (delimiter or "/").join(names)
+    if name.upper() == "INBOX" or not prefix or name.startswith(prefix):
+        return name
+    return prefix + name
+
+
+def signals_mail(responses: Iterable[Any]) -> bool:
+    """An untagged EXISTS (or a non-zero RECENT) among IDLE responses: mail has arrived."""
+    for response in responses:
+        if len(response) >= 2 and isinstance(response[0], int):
+            kind = response[1]
+            if kind == b"EXISTS" or (kind == b"RECENT" and response[0] > 0):
+                return True
+    return False
+
+
+def _batches(uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
+    batches: list[list[int]] = []
+    total = _WHOLE_BATCH_BYTES
+    for uid in uids:
+        if total + sizes.get(uid, 0) > _WHOLE_BATCH_BYTES:
+            batches.append([])
+            total = 0
+        batches[-1].append(uid)
+        total += sizes.get(uid, 0)
+    return batches
+
+
+# --- the adapter -------------------------------------------------------------------------
+
+
+class ImapMailbox:
+    """``Mailbox`` over IMAP: one connection, IDLE or polling, attachments left on the server."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self._settings = settings
+        self._client: Any = None  # IMAPClient (untyped)
+        self._caps: frozenset[bytes] = frozenset()
+        self._delimiter: str | None = "/"
+        self._prefix = ""
+        self._folder = settings.folder
+        self._known_folders: set[str] = set()
+        self._uidvalidity: int | None = None
+        self._high_uid = 0  # the highest UID handed out by fetch_new
+        self._lock = asyncio.Lock()
+        self._waiting: threading.Event | None = None  # the stop flag of a wait in progress
+
+    # -- the Mailbox interface --
+
+    async def open(self) -> None:
+        await self._call(self._reopen)
+
+    async def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.set()  # a wait in progress returns within _SLICE seconds
+        await self._call(self._disconnect)
+
+    async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
+        return await self._call(lambda: self._retrying(lambda c: self._fetch(c, limit)))
+
+    async def move(self, ref: str, folder: str) -> None:
+        try:
+            uid = int(ref)
+        except ValueError:
+            raise MailboxError(f"not an IMAP UID: {ref!r}") from None
+        await self._call(lambda: self._retrying(lambda c: self._move(c, uid, folder)))
+
+    async def wait_for_mail(self, timeout: float) -> bool:
+        stop = threading.Event()
+        self._waiting = stop
+        try:
+            return await self._call(lambda: self._wait(timeout, stop), stop)
+        finally:
+            if self._waiting is stop:
+                self._waiting = None
+
+    async def describe(self) -> str:
+        count = await self._call(lambda: self._retrying(self._count))
+        s = self._settings
+        tls = _TLS_TEXT[s.tls]
+        if s.tls != "none" and not s.verify_tls:
+            tls += ", certificate not verified"
+        if self._uses_idle():
+            waiting = "IDLE supported"
+        else:
+            why = "IDLE off" if not s.idle else "no IDLE"
+            waiting = f"{why}, polling every {s.poll_seconds:g}s"
+        noun = "message" if count == 1 else "messages"
+        return (
+            f"imap {s.username}@{s.host}:{s.effective_port} ({tls}), folder {self._folder}, "
+            f"{waiting}, {count} {noun}"
+        )
+
+    # -- running blocking work --
+
+    async def _call(self, work: Callable[[], T], stop: threading.Event | None = None) -> T:
+        """Run ``work`` in a thread, one at a time; a cancelled caller waits for it to end."""
+        async with self._lock:
+            task = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if stop is not None:
+                    stop.set()
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    task.exception()  # seen, so asyncio does not log it as never retrieved
+                raise
+
+    def _retrying(self, op: Callable[[Any], T]) -> T:
+        """Run ``op`` on the connection; if it had dropped, reconnect once and run it again."""
+        try:
+            return op(self._connection())
+        except _DROPPED as exc:
+            log.warning("imap connection lost (%s); reconnecting", self._scrub(exc))
+            self._forget_connection()
+        except IMAPClientError as exc:
+            raise MailboxError(f"imap: {self._scrub(exc)}") from None
+        try:
+            return op(self._connection())
+        except (IMAPClientError, OSError) as exc:
+            self._forget_connection()
+            raise MailboxError(f"imap: failed after reconnecting: {self._scrub(exc)}") from None
+
+    def _connection(self) -> Any:
+        if self._client is None:
+            self._connect()
+        return self._client
+
+    # -- connecting --
+
+    def _reopen(self) -> None:
+        self._disconnect()
+        self._connect()
+
+    def _connect(self) -> None:
+        s = self._settings
+        where = f"{s.host}:{s.effective_port}"
+        client = self._dial(where)
+        try:
+            self._sign_in(client, where)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
+        self._client = client
+        log.info(
+            "imap signed in as %s at %s (%s), folder %s", s.username, where, s.tls, self._folder
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self._settings.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _dial(self, where: str) -> Any:
+        s = self._settings
+        context = self._tls_context() if s.tls != "none" else None
+        try:
+            client = IMAPClient(
+                s.host,
+                s.effective_port,
+                ssl=s.tls == "implicit",
+                ssl_context=context,
+                timeout=s.timeout,
+            )
+            if s.tls == "starttls":
+                try:
+                    client.starttls(context)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        client.shutdown()
+                    raise
+        except CapabilityError:
+            raise MailboxError(f"imap {where}: the server does not offer STARTTLS") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise MailboxError(
+                f"imap {where}: TLS certificate not trusted ({exc.verify_message}); "
+                "set verify_tls = false only for a self-signed test server"
+            ) from None
+        except ssl.SSLError as exc:
+            raise MailboxError(f"imap {where}: TLS handshake failed ({exc.reason})") from None
+        except ConnectionRefusedError:
+            raise MailboxError(f"imap {where}: connection refused") from None
+        except socket.gaierror as exc:
+            raise MailboxError(f"imap {where}: cannot resolve host ({exc.strerror})") from None
+        except TimeoutError:
+            raise MailboxError(f"imap {where}: timed out connecting") from None
+        except (OSError, IMAPClientError) as exc:
+            raise MailboxError(f"imap {where}: cannot connect ({self._scrub(exc)})") from None
+        return client
+
+    def _sign_in(self, client: Any, where: str) -> None:
+        s = self._settings
+        try:
+            client.login(s.username, s.password.get_secret_value())
+        except LoginError as exc:
+            raise MailboxError(
+                f"imap {where}: login refused for {s.username} ({self._scrub(exc)})"
+            ) from None
+        except (OSError, IMAPClientError) as exc:
+            raise MailboxError(f"imap {where}: login failed ({self._scrub(exc)})") from None
+        try:
+            self._caps = frozenset(c.upper() for c in client.capabilities())
+            self._learn_hierarchy(client)
+            self._folder = server_folder(s.folder, self._delimiter, self._prefix)
+            selected = client.select_folder(self._folder)
+        except (OSError, IMAPClientError) as exc:
+            raise MailboxError(f"imap {where}: folder {s.folder}: {self._scrub(exc)}") from None
+        uidvalidity = selected.get(b"UIDVALIDITY")
+        if uidvalidity != self._uidvalidity:
+            self._uidvalidity, self._high_uid = uidvalidity, 0
+        self._known_folders = set()
+
+    def _learn_hierarchy(self, client: Any) -> None:
+        """The personal namespace's prefix and separator, for translating folder names."""
+        if b"NAMESPACE" in self._caps:
+            personal = client.namespace().personal
+            if personal:
+                prefix, delimiter = personal[0]
+                self._prefix, self._delimiter = _text(prefix), delimiter or None
+                return
+        listed = client.list_folders("", "")
+        self._prefix = ""
+        self._delimiter = (_text(listed[0][1]) or None) if listed else "/"
+
+    def _forget_connection(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc)
+        if text.startswith(("b'", 'b"')) and text.endswith(("'", '"')):
+            text = text[2:-1]
+        password = self._settings.password.get_secret_value()
+        return text.replace(password, "***") if password else text
+
+    # -- fetching --
+
+    def _count(self, client: Any) -> int:
+        client.noop()
+        return len(client.search("ALL"))
+
+    def _fetch(self, client: Any, limit: int | None) -> list[Incoming]:
+        client.noop()  # Dovecot shows another client's APPENDs to SEARCH only after a sync
+        uids = sorted(client.search("ALL"))
+        if limit is not None:
+            uids = uids[: max(limit, 0)]
+        if not uids:
+            return []
+        meta = client.fetch(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
+        sizes = {uid: int(meta[uid][b"RFC822.SIZE"]) for uid in uids if uid in meta}
+        whole: list[int] = []
+        partial: dict[tuple[str, ...], list[int]] = {}
+        for uid in sizes:
+            found = leaves(meta[uid][b"BODYSTRUCTURE"])
+            if is_text_only(found):
+                whole.append(uid)
+            else:
+                partial.setdefault(readable_parts(found), []).append(uid)
+        raws = self._fetch_whole(client, whole, sizes)
+        for parts, group in partial.items():
+            raws.update(self._fetch_text_parts(client, group, parts))
+        self._high_uid = max(self._high_uid, *uids)
+        log.debug("imap fetched %d messages (%d whole)", len(raws), len(whole))
+        return [
+            Incoming(str(uid), raws[uid], sizes[uid], partial=uid not in whole)
+            for uid in uids
+            if uid in raws
+        ]
+
+    def _fetch_whole(self, client: Any, uids: list[int], sizes: dict[int, int]) -> dict[int, bytes]:
+        raws: dict[int, bytes] = {}
+        for batch in _batches(uids, sizes):
+            data = client.fetch(batch, ["BODY.PEEK[]"])
+            raws.update({uid: data[uid][b"BODY[]"] for uid in batch if uid in data})
+        return raws
+
+    def _fetch_text_parts(
+        self, client: Any, uids: list[int], parts: tuple[str, ...]
+    ) -> dict[int, bytes]:
+        """One FETCH for messages whose text parts sit at the same part numbers."""
+        items = ["BODY.PEEK[HEADER]"]
+        for part in parts:
+            items += [f"BODY.PEEK[{part}.MIME]", f"BODY.PEEK[{part}]"]
+        data = client.fetch(uids, items)
+        raws: dict[int, bytes] = {}
+        for uid in uids:
+            if uid not in data:
+                continue
+            got = data[uid]
+            pieces = [
+                (got.get(f"BODY[{p}.MIME]".encode()) or b"", got.get(f"BODY[{p}]".encode()) or b"")
+                for p in parts
+            ]
+            boundary = "=_responder_" + secrets.token_hex(12)
+            raws[uid] = reassemble(got.get(b"BODY[HEADER]") or b"", pieces, boundary)
+        return raws
+
+    # -- filing --
+
+    def _move(self, client: Any, uid: int, folder: str) -> None:
+        target = server_folder(folder, self._delimiter, self._prefix)
+        self._ensure_folder(client, target)
+        if b"MOVE" in self._caps:
+            client.move([uid], target)
+        else:
+            client.copy([uid], target)
+            client.add_flags([uid], [DELETED], silent=True)
+            if b"UIDPLUS" in self._caps:
+                client.uid_expunge([uid])
+            else:  # plain EXPUNGE also removes whatever else was marked \Deleted
+                client.expunge()
+        log.info("imap moved UID %d to %s", uid, target)
+
+    def _ensure_folder(self, client: Any, name: str) -> None:
+        if name in self._known_folders:
+            return
+        if not client.folder_exists(name):
+            try:
+                client.create_folder(name)
+                log.info("imap created folder %s", name)
+            except IMAPClientError:
+                if not client.folder_exists(name):  # not just created by someone else
+                    raise
+            with contextlib.suppress(IMAPClientError):
+                client.subscribe_folder(name)
+        self._known_folders.add(name)
+
+    # -- waiting --
+
+    def _uses_idle(self) -> bool:
+        return self._settings.idle and b"IDLE" in self._caps
+
+    def _wait(self, timeout: float, stop: threading.Event) -> bool:
+        """True on new mail; a dropped connection also counts as "maybe mail"."""
+        if self._retrying(self._has_unseen):  # a connection that died idle is re-made here
+            return True
+        try:
+            client = self._connection()
+            deadline = time.monotonic() + timeout
+            if self._uses_idle():
+                return self._idle_until(client, deadline, stop)
+            return self._poll_until(client, deadline, stop)
+        except _DROPPED as exc:
+            # The next call reconnects: a server that is restarting needs a moment first.
+            log.warning("imap connection lost while waiting (%s)", self._scrub(exc))
+            self._forget_connection()
+            return True
+        except IMAPClientError as exc:
+            self._forget_connection()  # it may be stuck in IDLE: start afresh next time
+            raise MailboxError(f"imap: {self._scrub(exc)}") from None
+
+    def _has_unseen(self, client: Any) -> bool:
+        """Mail newer than anything fetch_new handed out (it may have come while we worked)."""
+        client.noop()
+        uids = client.search(["UID", f"{self._high_uid + 1}:*"])
+        return any(uid > self._high_uid for uid in uids)
+
+    def _idle_until(self, client: Any, deadline: float, stop: threading.Event) -> bool:
+        renew_every = self._settings.idle_renew_seconds
+        renew_at = time.monotonic() + renew_every
+        client.idle()
+        mail = False
+        while not mail and not stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= renew_at:  # servers end IDLE after ~29 minutes
+                mail = signals_mail(client.idle_done()[1])
+                client.idle()
+                renew_at = now + renew_every
+                continue
+            span = min(_SLICE, deadline - now)
+            responses = client.idle_check(timeout=span)
+            mail = signals_mail(responses)
+            if not responses and time.monotonic() - now < span / 2:
+                # Woken with nothing to read: EOF. idle_done() raises if the line is dead.
+                mail = signals_mail(client.idle_done()[1])
+                client.idle()
+        return signals_mail(client.idle_done()[1]) or mail
+
+    def _poll_until(self, client: Any, deadline: float, stop: threading.Event) -> bool:
+        while (remaining := deadline - time.monotonic()) > 0:
+            if stop.wait(min(self._settings.poll_seconds, remaining)):
+                return False
+            if self._has_unseen(client):
+                return True
+        return False

@@ -1,0 +1,182 @@
+"""The local Maildir mailbox: the mail server (or the demo) delivers, we read and file.
+
+Folders use the Maildir++ layout, the default of Dovecot and Courier and what the stdlib
+``mailbox.Maildir`` writes: ``"Approvals/Done"`` is the directory ``.Approvals.Done`` in
+the root, which Dovecot lists as ``Approvals/Done`` (or ``Approvals.Done`` where the
+namespace separator is "."). A folder name part containing "." is refused: Maildir++
+could not tell it from the hierarchy, and Dovecot with ``LAYOUT=fs`` stores the same
+names as nested ``Approvals/Done`` directories, so a name valid here is valid there too.
+
+Messages are read and moved as files (``os.rename``), so their bytes never change and
+their flags (``:2,S``) go with them. Errors: ``OSError`` leaves as ``MailboxError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from responder.config import MaildirSettings
+from responder.mailbox import Incoming, MailboxError
+
+log = logging.getLogger("responder.maildir")
+
+_SUBDIRS = ("new", "cur")
+_KEY_TIME = re.compile(r"^(\d+)\.([^.]*)")  # "1701170000.M123456P789Q1.host,S=12"
+_RECENT = 2.0  # a directory changed this recently may change again within its mtime tick
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message file: where it is and where it sorts."""
+
+    key: str  # the file name up to the ":2,flags" info
+    path: Path
+    order: tuple[float, int, str]  # (delivery time, counter, key): oldest first
+
+
+def deliver(path: Path | str, raw: bytes) -> str:
+    """Put ``raw`` into the Maildir's new/ as an MTA would; return its key (for the demo)."""
+    return str(mailbox.Maildir(str(path), factory=None, create=True).add(raw))
+
+
+def delivery_order(key: str, mtime: float) -> tuple[float, int, str]:
+    """Order by the time encoded in the key (seconds, Mmicroseconds, Qcounter), else mtime."""
+    match = _KEY_TIME.match(key)
+    if match is None:
+        return (mtime, 0, key)
+    micros = re.search(r"M(\d+)", match.group(2))
+    counter = re.search(r"Q(\d+)", match.group(2))
+    when = int(match.group(1)) + (int(micros.group(1)) / 1e6 if micros else 0.0)
+    return (when, int(counter.group(1)) if counter else 0, key)
+
+
+def folder_dir(root: Path, folder: str) -> Path:
+    """The Maildir++ directory for ``folder``: "Approvals/Done" -> root/.Approvals.Done."""
+    names = [name for name in folder.split("/") if name]
+    if not names or any(name.startswith(".") or "." in name for name in names):
+        raise MailboxError(f"maildir: folder {folder!r}: names may not be empty or contain '.'")
+    if [n.upper() for n in names] == ["INBOX"]:
+        return root
+    return root / ("." + ".".join(names))
+
+
+def scan(root: Path) -> list[Entry]:
+    """The messages in the root folder's new/ and cur/, oldest first."""
+    entries = []
+    for sub in _SUBDIRS:
+        with os.scandir(root / sub) as found:
+            for item in found:
+                if item.name.startswith(".") or not item.is_file():
+                    continue
+                key = item.name.split(":", 1)[0]
+                order = delivery_order(key, item.stat().st_mtime)
+                entries.append(Entry(key, Path(item.path), order))
+    return sorted(entries, key=lambda e: e.order)
+
+
+class MaildirMailbox:
+    """``Mailbox`` over a local Maildir; waiting polls the new/ and cur/ directory mtimes."""
+
+    def __init__(self, settings: MaildirSettings) -> None:
+        self._settings = settings
+        self._root = Path(settings.path)
+        self._handed_out: set[str] = set()  # keys fetch_new returned (still in the folder)
+        self._stamp: tuple[int, ...] | None = None  # new/ and cur/ mtimes at the last listing
+        self._unseen = False  # what that listing found
+
+    async def open(self) -> None:
+        try:
+            mailbox.Maildir(str(self._root), factory=None, create=True)
+            if not os.access(self._root / "cur", os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(13, "cannot read and write", str(self._root / "cur"))
+        except OSError as exc:
+            raise MailboxError(f"maildir {self._root}: {exc.strerror or exc}") from None
+        log.info("maildir opened at %s", self._root)
+
+    async def close(self) -> None:
+        return None
+
+    async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
+        return await asyncio.to_thread(self._fetch, limit)
+
+    async def move(self, ref: str, folder: str) -> None:
+        await asyncio.to_thread(self._move, ref, folder)
+
+    async def wait_for_mail(self, timeout: float) -> bool:
+        """Poll every ``poll_seconds`` (at most 0.5 s, so stopping is quick) until new keys."""
+        deadline = time.monotonic() + timeout
+        step = min(self._settings.poll_seconds, 0.5)
+        while True:
+            if await asyncio.to_thread(self._has_unseen):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(step, remaining))
+
+    async def describe(self) -> str:
+        count = len(await asyncio.to_thread(self._entries))
+        noun = "message" if count == 1 else "messages"
+        poll = self._settings.poll_seconds
+        return f"maildir {self._root}, polling every {poll:g}s, {count} {noun}"
+
+    def _entries(self) -> list[Entry]:
+        try:
+            return scan(self._root)
+        except OSError as exc:
+            raise MailboxError(f"maildir {self._root}: {exc.strerror or exc}") from None
+
+    def _fetch(self, limit: int | None) -> list[Incoming]:
+        entries = self._entries()
+        present = {e.key for e in entries}
+        if limit is not None:
+            entries = entries[: max(limit, 0)]
+        found = []
+        for entry in entries:
+            try:
+                raw = entry.path.read_bytes()
+            except FileNotFoundError:  # moved or flagged by someone else meanwhile
+                continue
+            except OSError as exc:
+                raise MailboxError(f"maildir {entry.path}: {exc.strerror}") from None
+            found.append(Incoming(entry.key, raw, len(raw)))
+        self._handed_out = (self._handed_out & present) | {i.ref for i in found}
+        self._stamp = None
+        return found
+
+    def _move(self, ref: str, folder: str) -> None:
+        target = folder_dir(self._root, folder)
+        entry = next((e for e in self._entries() if e.key == ref), None)
+        if entry is None:
+            raise MailboxError(f"maildir: no message {ref!r} in {self._root}")
+        try:
+            if target != self._root and not (target / "cur").is_dir():
+                mailbox.Maildir(str(self._root), factory=None).add_folder(target.name[1:])
+                log.info("maildir created folder %s", target.name)
+            os.rename(entry.path, target / entry.path.parent.name / entry.path.name)
+        except OSError as exc:
+            raise MailboxError(f"maildir: cannot move {ref} to {folder}: {exc.strerror}") from None
+        self._handed_out.discard(ref)
+        self._stamp = None
+        log.info("maildir moved %s to %s", ref, folder)
+
+    def _has_unseen(self) -> bool:
+        """Keys that fetch_new has not handed out; the directories are listed only on change."""
+        try:
+            stats = [os.stat(self._root / sub) for sub in _SUBDIRS]
+        except OSError as exc:
+            raise MailboxError(f"maildir {self._root}: {exc.strerror}") from None
+        stamp = tuple(s.st_mtime_ns for s in stats)
+        recent = time.time() - max(s.st_mtime for s in stats) < _RECENT
+        if stamp == self._stamp and not recent:
+            return self._unseen
+        self._stamp = stamp
+        self._unseen = any(e.key not in self._handed_out for e in self._entries())
+        return self._unseen
