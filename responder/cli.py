@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_settings, readable_by_others
+from responder.config import ConfigError, Settings, load_instances, readable_by_others
 from responder.logs import setup_logging
 
 log = logging.getLogger("responder")
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = command(name, handler, text)
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
+        p.add_argument("--instance", help="only this [instances.NAME] of the config")
         if name != "run":
             p.add_argument("--json", action="store_true", help="JSON output")
     p = command("audit", _audit, "export the ledger: every message, its evidence and outcome")
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "json"), default="csv",
                    help="csv (default) or json (one object per line)")
     p.add_argument("--since", type=_date, help="only messages recorded since (YYYY-MM-DD)")
+    p.add_argument("--instance", help="only this [instances.NAME] of the config")
     p = command("explain", _explain, "show what the responder reads in one message")
     p.add_argument("message", type=Path, help="an .eml file ('-' for standard input)")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -83,46 +85,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
-    setup_logging(args.verbosity, args.log_format, settings.secrets())
-    if readable_by_others(args.config) and settings.secrets():
+def _instances(args: argparse.Namespace) -> dict[str, Settings]:
+    """The config's instances (``--instance`` picks one), with logging set up for them."""
+    instances = load_instances(args.config)
+    if getattr(args, "instance", None):
+        if args.instance not in instances:
+            raise ConfigError(f"no instance {args.instance!r} in {args.config} "
+                              f"(it has: {', '.join(instances)})")
+        instances = {args.instance: instances[args.instance]}
+    secrets = [s for settings in instances.values() for s in settings.secrets()]
+    setup_logging(args.verbosity, args.log_format, secrets)
+    if readable_by_others(args.config) and secrets:
         log.warning("%s holds secrets and is readable by other users: chmod 600 it",
                     args.config)
-    return settings
+    return instances
 
 
 def _check(args: argparse.Namespace) -> int:
     from responder.service import check
 
-    lines = asyncio.run(check(_settings(args)))
+    report, ok = {}, True
+    for name, settings in _instances(args).items():
+        lines = asyncio.run(check(settings))
+        ok = ok and all(ln.ok for ln in lines)
+        report[name] = {ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}
+        if not args.json:
+            if len(report) > 1 or name != "default":
+                print(f"[{name}]")
+            for ln in lines:
+                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
     if args.json:
-        print(json.dumps({ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}))
-    else:
-        for ln in lines:
-            print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
-    return 0 if all(ln.ok for ln in lines) else 1
+        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    return 0 if ok else 1
 
 
 def _once(args: argparse.Namespace) -> int:
     from responder.service import once
 
-    result = asyncio.run(once(_settings(args)))
+    messages: list[dict[str, Any]] = []
+    sent = unsent = failed = 0
+    for name, settings in _instances(args).items():
+        try:
+            result = asyncio.run(once(settings, name))
+        except Exception as exc:  # one instance's outage must not hide the others' work
+            log.error("%s: pass failed: %s", name, exc)
+            failed += 1
+            continue
+        messages += [{"instance": name, **r.as_json()} for r in result.reports]
+        sent, unsent = sent + result.answers_sent, unsent + result.answers_failed
+        failed += result.failed
     if args.json:
-        print(json.dumps({"messages": [r.as_json() for r in result.reports],
-                          "answers_sent": result.answers_sent,
-                          "answers_failed": result.answers_failed,
-                          "failed": result.failed}))
+        print(json.dumps({"messages": messages, "answers_sent": sent,
+                          "answers_failed": unsent, "failed": failed}))
     else:
-        print(f"{len(result.reports)} messages, {result.answers_sent} answers sent, "
-              f"{result.failed} failed")
-    return 1 if result.failed else 0
+        print(f"{len(messages)} messages, {sent} answers sent, {failed} failed")
+    return 1 if failed else 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
-    asyncio.run(serve(_settings(args), args.config))
+    asyncio.run(serve(_instances(args), args.config))
     return 0
 
 
@@ -133,7 +156,7 @@ def _explain(args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
     if raw is None:
         return 2
-    settings = load_settings(args.config) if args.config else None
+    settings = next(iter(load_instances(args.config).values())) if args.config else None
     if args.online and settings is None:
         print("--online needs --config", file=sys.stderr)
         return 2
@@ -163,19 +186,22 @@ def _date(text: str) -> datetime:
 def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
-    settings = _settings(args)
-    ledger = Ledger(settings.state.path)
-    try:
-        rows = ledger.rows(since=args.since)
-        if args.format == "json":
-            for row in rows:
-                print(json.dumps(row, ensure_ascii=False))
-            return 0
-        writer = csv.DictWriter(sys.stdout, fieldnames=ledger.columns(), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        ledger.close()
+    writer = None
+    for name, settings in _instances(args).items():
+        ledger = Ledger(settings.state.path)
+        try:
+            for row in ledger.rows(since=args.since):
+                row = {"instance": name, **row}
+                if args.format == "json":
+                    print(json.dumps(row, ensure_ascii=False))
+                    continue
+                if writer is None:
+                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row),
+                                            lineterminator="\n")
+                    writer.writeheader()
+                writer.writerow(row)
+        finally:
+            ledger.close()
     return 0
 
 

@@ -245,7 +245,53 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_settings(path: Path) -> Settings:
+def parse_instances(data: dict[str, Any]) -> dict[str, Settings]:
+    """One Settings per ``[instances.NAME]`` table, or a single one named "default".
+
+    Each instance's sections override the top-level ones key by key, so that several
+    mailboxes (and, for managed-service providers, several Halo tenants) share what
+    they have in common. Each instance keeps its own ledger.
+    """
+    tables = data.get("instances")
+    if tables is None:
+        return {"default": parse_settings(data)}
+    if not isinstance(tables, dict) or not tables or not all(
+        isinstance(t, dict) for t in tables.values()
+    ):
+        raise ConfigError("instances: expected one or more [instances.NAME] tables")
+    base = {key: value for key, value in data.items() if key != "instances"}
+    found: dict[str, Settings] = {}
+    errors: list[str] = []
+    for name, overrides in tables.items():
+        merged = _merge(base, overrides)
+        if "path" not in overrides.get("state", {}):  # its own ledger beside the shared one
+            shared = Path(base.get("state", {}).get("path", "responder.sqlite3"))
+            path = shared.with_name(f"{shared.stem}-{name}{shared.suffix}")
+            merged["state"] = {**merged.get("state", {}), "path": str(path)}
+        try:
+            found[name] = parse_settings(merged)
+        except ConfigError as exc:
+            errors += [f"instances.{name}.{line}" for line in str(exc).splitlines()]
+    paths = [s.state.path.resolve() for s in found.values()]
+    if len(set(paths)) != len(paths):
+        errors.append("instances: each instance needs its own state.path")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return found
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_instances(path: Path) -> dict[str, Settings]:
+    """Read and validate a config file: every instance it defines, by name."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -254,7 +300,15 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_settings(data)
+    return parse_instances(data)
+
+
+def load_settings(path: Path) -> Settings:
+    """A config file with exactly one instance (the common case)."""
+    instances = load_instances(path)
+    if len(instances) != 1:
+        raise ConfigError(f"{path} defines {len(instances)} instances; name one")
+    return next(iter(instances.values()))
 
 
 def readable_by_others(path: Path) -> bool:

@@ -169,9 +169,6 @@ class Ledger:
         for row in self.db.execute(query, args):
             yield dict(row)
 
-    def columns(self) -> list[str]:
-        return [r[1] for r in self.db.execute("PRAGMA table_info(messages)")]
-
     def outcome_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT outcome, COUNT(*) FROM messages GROUP BY outcome")
         return {str(r[0]): int(r[1]) for r in rows}

@@ -18,10 +18,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.messages = Counter("responder_messages", "Messages handled, by outcome",
-                                ["outcome"], registry=r)
+                                ["instance", "outcome"], registry=r)
         self.halo_requests = Gauge("responder_halo_requests", "Halo HTTP requests made "
-                                   "since start, by kind (retries included)", ["kind"],
-                                   registry=r)
+                                   "since start, by kind (retries included)",
+                                   ["instance", "kind"], registry=r)
         self.halo_unavailable = Counter("responder_halo_unavailable",
                                         "Messages left pending because Halo was unavailable",
                                         registry=r)
@@ -39,19 +39,20 @@ class Metrics:
 
     def record_pass(
         self,
+        instance: str,
         outcomes: Iterable[str],
         latencies: Iterable[float],
         halo_calls: Mapping[str, int],
         outbox_size: int,
     ) -> None:
         for outcome in outcomes:
-            self.messages.labels(outcome).inc()
+            self.messages.labels(instance, outcome).inc()
             if outcome == "pending":
                 self.halo_unavailable.inc()
         for seconds in latencies:
             self.latency.observe(max(seconds, 0.0))
         for kind, count in halo_calls.items():
-            self.halo_requests.labels(kind).set(count)
+            self.halo_requests.labels(instance, kind).set(count)
         self.outbox.set(outbox_size)
         self.mailbox_reachable(True)
         self.last_pass_at = time.time()

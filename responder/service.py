@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from responder.config import ConfigError, Settings, load_settings
+from responder.config import ConfigError, Settings, load_instances
 from responder.halo import HaloClient, HaloError
 from responder.imap import ImapMailbox
 from responder.ledger import Ledger
@@ -86,25 +86,25 @@ async def check(settings: Settings) -> list[CheckLine]:
     return lines
 
 
-async def once(settings: Settings) -> PassResult:
-    async with responder(settings) as worker:
+async def once(settings: Settings, name: str = "default") -> PassResult:
+    async with responder(settings, name=name) as worker:
         return await worker.run_once()
 
 
-async def serve(settings: Settings, config_path: Path | None = None) -> None:
-    """Run until SIGTERM/SIGINT (finish the pass in hand, then close everything).
+async def serve(instances: dict[str, Settings], config_path: Path | None = None) -> None:
+    """Run every instance until SIGTERM/SIGINT, each isolated from the others' failures.
 
-    SIGHUP reloads the config from ``config_path`` and carries on with the new one; a
-    config that does not validate is reported and the old one kept.
+    SIGTERM finishes the pass in hand, then closes everything. SIGHUP reloads the config
+    from ``config_path`` and carries on with the new one; a config that does not
+    validate is reported and the old one kept.
     """
     metrics = Metrics()
+    service = next(iter(instances.values())).service
     server = None
-    if settings.service.metrics_port:
-        stale = 3 * max(settings.service.retry_seconds, 60.0)
-        server = await serve_metrics(metrics, settings.service.metrics_host,
-                                     settings.service.metrics_port, stale)
-        log.info("metrics on http://%s:%d/metrics", settings.service.metrics_host,
-                 settings.service.metrics_port)
+    if service.metrics_port:
+        stale = 3 * max(service.retry_seconds, 60.0)
+        server = await serve_metrics(metrics, service.metrics_host, service.metrics_port, stale)
+        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -112,18 +112,35 @@ async def serve(settings: Settings, config_path: Path | None = None) -> None:
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
-            async with responder(settings, metrics=metrics) as worker:
-                await worker.run(stop, retry_seconds=settings.service.retry_seconds)
+            await asyncio.gather(*(
+                _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
+            ))
             if not reload.is_set() or config_path is None:
                 return
             try:
-                settings = load_settings(config_path)
+                instances = load_instances(config_path)
                 log.info("config reloaded from %s", config_path)
             except ConfigError as exc:
                 log.error("config not reloaded, keeping the old one: %s", exc)
     finally:
         if server is not None:
             server.close()
+
+
+async def _serve_one(name: str, settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
+    """One instance's service loop; if it cannot start, it keeps trying (with backoff)."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            async with responder(settings, metrics=metrics, name=name) as worker:
+                await worker.run(stop, retry_seconds=settings.service.retry_seconds)
+            return
+        except (MailboxError, HaloError, OSError) as exc:
+            log.error("%s: cannot start: %s; retrying in %.0f s", name, exc, backoff)
+            metrics.mailbox_reachable(False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 300.0)
 
 
 def _set_both(*events: asyncio.Event) -> None:

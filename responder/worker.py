@@ -97,6 +97,7 @@ class Responder:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         concurrency: int = 4,
         metrics: Metrics | None = None,
+        name: str = "default",
     ) -> None:
         self.settings = settings
         self.mailbox = mailbox
@@ -107,6 +108,7 @@ class Responder:
         self.clock = clock
         self.concurrency = concurrency
         self.metrics = metrics
+        self.name = name  # the config instance, in logs and metrics
         p = settings.parsing
         self.grammar = Grammar.build(p.languages, p.approve_words, p.reject_words)
         self.templates = template_environment(settings.answers.templates)
@@ -173,6 +175,7 @@ class Responder:
             result.reports.append(self._report(item))
         if self.metrics:
             self.metrics.record_pass(
+                self.name,
                 (r.outcome for r in result.reports),
                 self._latencies(items),
                 dict(self.halo.calls),
@@ -450,9 +453,10 @@ class Responder:
             reason=item.plan.reason,
         )
         log.info(
-            "%s from %s, ticket %s: %s (%s)",
+            "%s%s from %s, ticket %s: %s (%s)",
+            "" if self.name == "default" else f"[{self.name}] ",
             f.key or item.incoming.ref, f.sender, f.ticket_id, report.outcome, report.reason,
-            extra={"report": report.as_json()},
+            extra={"report": {"instance": self.name, **report.as_json()}},
         )
         return report
 

@@ -118,8 +118,7 @@ class Harness:
         """The config as a TOML file, the way a user writes it (mode 600)."""
         lines = []
         for section, values in self.config().items():
-            lines.append(f"[{section}]")
-            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+            lines += _toml_table(section, values)
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o600)
         return path
@@ -147,3 +146,13 @@ class Harness:
     def posts(self) -> list[Any]:
         return [r.body for r in self.halo.requests
                 if r.matches("POST", "/api/ticketapproval") and r.status == 200]
+
+
+def _toml_table(name: str, values: dict[str, Any]) -> list[str]:
+    """A TOML table (nested tables as [a.b]); enough for configs of strings and numbers."""
+    lines = [f"[{name}]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines += _toml_table(f"{name}.{key}", value)
+    return lines

@@ -116,3 +116,24 @@ def test_every_command_is_shown_in_the_readme() -> None:
     commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in commands:
         assert f"responder {name}" in readme, f"README does not show `responder {name}`"
+
+
+def test_two_mailboxes_in_one_config(harness: Harness, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    other = Harness(harness.dovecot, harness.halo, harness.sink, harness.state_dir)
+    harness.overrides = {"instances": {
+        "first": {"imap": {"username": harness.user}},
+        "second": {"imap": {"username": other.user,
+                            "password": harness.dovecot.users[other.user]}},
+    }}
+    config = harness.write_config(tmp_path / "config.toml")
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    other.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+
+    assert main(["once", "--config", str(config), "--json"]) == 0
+
+    result = json.loads(capsys.readouterr().out)
+    assert sorted((m["instance"], m["outcome"]) for m in result["messages"]) == [
+        ("first", "approved"), ("second", "rejected")]
+    assert main(["check", "--config", str(config), "--instance", "second", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["second"]["mailbox"]["ok"] is True

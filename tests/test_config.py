@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.config import ConfigError, load_settings, parse_settings
+from responder.config import ConfigError, load_settings, parse_instances, parse_settings
 
 MINIMAL = {
     "halo": {"base_url": "https://halo.example.com/", "client_id": "id",
@@ -80,3 +80,37 @@ def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("[halo\nbase_url = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(path)
+
+
+def test_instances_share_the_top_level_and_override_it() -> None:
+    data = {
+        **MINIMAL,
+        "instances": {
+            "acme": {"imap": {"username": "acme"}},
+            "globex": {"halo": {"base_url": "https://globex.halopsa.com"},
+                       "imap": {"username": "globex"}, "state": {"path": "/tmp/globex.db"}},
+        },
+    }
+    instances = parse_instances(data)
+    assert list(instances) == ["acme", "globex"]
+    acme, globex = instances["acme"], instances["globex"]
+    assert acme.imap is not None and acme.imap.username == "acme"
+    assert acme.imap.host == "imap.example.com"  # shared
+    assert acme.halo.base_url == "https://halo.example.com/"
+    assert globex.halo.base_url == "https://globex.halopsa.com"
+    assert acme.state.path == Path("responder-acme.sqlite3")  # beside the shared default
+    assert globex.state.path == Path("/tmp/globex.db")
+
+
+def test_a_single_config_is_the_default_instance() -> None:
+    assert list(parse_instances(MINIMAL)) == ["default"]
+
+
+def test_instance_errors_name_the_instance_and_ledgers_stay_apart() -> None:
+    bad = {**MINIMAL, "instances": {"acme": {"imap": {"port": "x"}}}}
+    with pytest.raises(ConfigError, match=r"instances\.acme\.imap\.port: expected an integer"):
+        parse_instances(bad)
+    same = {**MINIMAL, "state": {"path": "one.db"},
+            "instances": {"a": {"state": {"path": "one.db"}}, "b": {"state": {"path": "one.db"}}}}
+    with pytest.raises(ConfigError, match="its own state.path"):
+        parse_instances(same)

@@ -29,9 +29,9 @@ async def test_metrics_after_a_pass_and_health(harness: Harness) -> None:
         server.close()
         await server.wait_closed()
     assert health.status_code == 200
-    assert 'responder_messages_total{outcome="approved"} 1.0' in text
-    assert 'responder_messages_total{outcome="not-approver"} 1.0' in text
-    assert 'responder_halo_requests{kind="POST ticketapproval"} 1.0' in text
+    assert 'responder_messages_total{instance="default",outcome="approved"} 1.0' in text
+    assert 'responder_messages_total{instance="default",outcome="not-approver"} 1.0' in text
+    assert 'responder_halo_requests{instance="default",kind="POST ticketapproval"} 1.0' in text
     assert "responder_decision_latency_seconds_count 1.0" in text
     assert "responder_outbox_size 0.0" in text
     assert missing.status_code == 404
