@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ def _once(args: argparse.Namespace) -> int:
     sent = unsent = failed = 0
     for name, settings in _instances(args).items():
         try:
-            result = asyncio.run(once(settings, name))
+            result = asyncio.run(once(settings, name, _progress(name)))
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
         except Exception as exc:  # one instance's outage must not hide the others' work
             log.error("%s: pass failed: %s", name, exc)
             failed += 1
@@ -140,6 +143,19 @@ def _once(args: argparse.Namespace) -> int:
     else:
         print(f"{len(messages)} messages, {sent} answers sent, {failed} failed")
     return 1 if failed else 0
+
+
+def _progress(name: str) -> Callable[[str], None] | None:
+    """A one-line progress display on a terminal; nothing when output is piped."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(text: str) -> None:
+        label = "" if name == "default" else f"[{name}] "
+        sys.stderr.write(f"\r\033[K{label}{text}")
+        sys.stderr.flush()
+
+    return show
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +86,10 @@ async def check(settings: Settings) -> list[CheckLine]:
     return lines
 
 
-async def once(settings: Settings, name: str = "default") -> PassResult:
-    async with responder(settings, name=name) as worker:
+async def once(
+    settings: Settings, name: str = "default", progress: Callable[[str], None] | None = None
+) -> PassResult:
+    async with responder(settings, name=name, progress=progress) as worker:
         return await worker.run_once()
 
 

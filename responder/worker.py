@@ -98,6 +98,7 @@ class Responder:
         concurrency: int = 4,
         metrics: Metrics | None = None,
         name: str = "default",
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.mailbox = mailbox
@@ -109,6 +110,7 @@ class Responder:
         self.concurrency = concurrency
         self.metrics = metrics
         self.name = name  # the config instance, in logs and metrics
+        self._progress = progress or (lambda text: None)  # a backlog's progress, for a terminal
         p = settings.parsing
         self.grammar = Grammar.build(p.languages, p.approve_words, p.reject_words)
         self.templates = template_environment(settings.answers.templates)
@@ -165,14 +167,17 @@ class Responder:
         items = [self._read(i) for i in incoming]
         result = PassResult()
         fresh = [it for it in items if self._resume(it)]
+        self._progress(f"{len(items)} messages, {len(fresh)} to look up in Halo")
         await self._look_up(fresh)
         await self._submit([it for it in fresh if it.plan and it.plan.outcome is Outcome.SUBMIT])
         for item in items:
             self._record_safely(item)
+        self._progress("sending answers")
         result.answers_sent, result.answers_failed = await self.send_outbox()
-        for item in items:
+        for done, item in enumerate(items, 1):
             await self._file(item)
             result.reports.append(self._report(item))
+            self._progress(f"filed {done}/{len(items)}")
         if self.metrics:
             self.metrics.record_pass(
                 self.name,

@@ -202,3 +202,14 @@ async def test_a_broken_template_keeps_the_message_and_the_others_go_on(
     assert sorted(r.outcome for r in result.reports) == ["approved", "pending"]
     assert harness.folder("INBOX") == [broken]
     assert result.failed == 1
+
+
+async def test_a_backlog_reports_progress(harness: Harness) -> None:
+    for ticket in (1234, 1300, 999):
+        harness.deliver(gmail_reply("alice@example.com", ticket, "Approve"))
+    shown: list[str] = []
+
+    await harness.once(progress=shown.append)
+
+    assert shown[0] == "3 messages, 3 to look up in Halo"
+    assert shown[-1] == "filed 3/3"
