@@ -112,5 +112,5 @@ def test_instance_errors_name_the_instance_and_ledgers_stay_apart() -> None:
         parse_instances(bad)
     same = {**MINIMAL, "state": {"path": "one.db"},
             "instances": {"a": {"state": {"path": "one.db"}}, "b": {"state": {"path": "one.db"}}}}
-    with pytest.raises(ConfigError, match="its own state.path"):
+    with pytest.raises(ConfigError, match=r"its own state\.path"):
         parse_instances(same)
