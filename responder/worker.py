@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from responder import ledger as states
@@ -99,8 +102,10 @@ class Responder:
         metrics: Metrics | None = None,
         name: str = "default",
         progress: Callable[[str], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
+        self.owner = owner or default_owner(settings)  # whose claims, in a shared mailbox
         self.mailbox = mailbox
         self.halo = halo
         self.smtp = smtp
@@ -163,7 +168,9 @@ class Responder:
 
     async def run_once(self) -> PassResult:
         """One pass over the mailbox; returns what happened to each message."""
-        incoming = await self.mailbox.fetch_new()
+        incoming = await self.mailbox.claim_new(
+            self.owner, self.settings.service.claim_timeout_seconds
+        )
         items = [self._read(i) for i in incoming]
         result = PassResult()
         fresh = [it for it in items if self._resume(it)]
@@ -248,11 +255,10 @@ class Responder:
 
     async def _look_up(self, items: list[Item]) -> None:
         """Read every ticket involved once, concurrently, then plan each message."""
-        ids = {it.facts.ticket_id if not it.reconcile else _ticket_of(it) for it in items}
-        tickets = await self._tickets(i for i in ids if i is not None)
+        tickets = await self._tickets(i for it in items if (i := _ticket_of(it)) is not None)
         claimed: set[tuple[int, int]] = set()
         for item in items:
-            ticket_id = _ticket_of(item) if item.reconcile else item.facts.ticket_id
+            ticket_id = _ticket_of(item)
             found = tickets.get(ticket_id) if ticket_id is not None else None
             if isinstance(found, HaloError):
                 item.plan = _halo_failure(found)
@@ -466,7 +472,14 @@ class Responder:
         return report
 
 
+def default_owner(settings: Settings) -> str:
+    """This instance's name in mailbox claims: stable across restarts, one per ledger."""
+    where = f"{socket.gethostname()}:{Path(settings.state.path).resolve()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+
 def _ticket_of(item: Item) -> int | None:
+    """The ticket a message is about: its submission's (when resuming one), else its tag."""
     sub = item.plan.submission if item.plan else None
     return sub.ticket_id if sub else item.facts.ticket_id
 
