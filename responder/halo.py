@@ -19,6 +19,7 @@ twice: after an uncertain failure the caller re-reads the ticket instead.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import email.utils
 import logging
 import random
@@ -117,7 +118,8 @@ class RequestBudget:
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for a slot; returns its time stamp, to hand to ``settle`` when the call ends."""
         async with self._lock:
             while True:
                 now = self._clock()
@@ -125,7 +127,7 @@ class RequestBudget:
                     self._sent.popleft()
                 if len(self._sent) < self.limit:
                     self._sent.append(now)
-                    return
+                    return now
                 wait = self._sent[0] + self.window - now
                 log.info(
                     "Halo request budget spent (%d per %g s): waiting %.1f s",
@@ -134,6 +136,17 @@ class RequestBudget:
                     wait,
                 )
                 await self._sleep(wait)
+
+    def settle(self, stamp: float) -> None:
+        """Count a finished call from when its answer came, not from when it was sent.
+
+        Halo counts a request when it gets there, somewhere between our send and our
+        receipt of the answer; counted from the send, network jitter let a request through
+        that Halo still saw inside the window (429s under a budget equal to Halo's limit).
+        """
+        if stamp in self._sent:  # else it left the window in flight: count it anew anyway
+            self._sent.remove(stamp)
+        bisect.insort(self._sent, self._clock())
 
 
 class HaloClient:
@@ -309,7 +322,7 @@ class HaloClient:
         """One logical request: budget, timeout, retries; returns any non-5xx, non-429 reply."""
         retries = self.settings.max_retries
         for attempt in range(retries + 1):
-            await self._budget.acquire()
+            stamp = await self._budget.acquire()
             self.calls[label] += 1
             try:
                 response = await self._http.request(method, url, **kwargs)
@@ -336,6 +349,8 @@ class HaloClient:
                     delay = self._backoff(attempt)
                 else:
                     return response
+            finally:
+                self._budget.settle(stamp)
             if attempt == retries:
                 raise failure
             log.warning("%s; retry %d of %d in %.1f s", failure, attempt + 1, retries, delay)

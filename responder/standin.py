@@ -53,6 +53,7 @@ class Recorded:
     query: dict[str, str]
     status: int
     body: Any  # the JSON body, the token form (client_secret masked), or None
+    at: float = field(default_factory=time.monotonic)  # time.monotonic() when it arrived
 
     def matches(self, method: str, path: str) -> bool:
         return self.method == method.upper() and _norm(self.path) == _norm(path)
@@ -87,6 +88,10 @@ class Faults:
         self._rng = random.Random(seed)
         self.latency = 0.0
         self.error_rate = 0.0
+        # Seconds to wait after a decision POST is applied, before answering: the window
+        # in which a client can be killed with Halo changed and its ledger not yet.
+        self.delay_after_apply = 0.0
+        self.delay_before_apply = 0.0  # ... and before it is applied: killed, nothing changed
         self._failures: list[_Failure] = []
         self._drops: list[_Failure] = []
         self._rate: tuple[int, float, str | None] | None = None
@@ -128,6 +133,8 @@ class Faults:
         with self._lock:
             self.latency = 0.0
             self.error_rate = 0.0
+            self.delay_after_apply = 0.0
+            self.delay_before_apply = 0.0
             self._failures.clear()
             self._drops.clear()
             self._rate = None
@@ -428,6 +435,8 @@ class StandinHalo:
             return _Reply(400, "request body is not valid JSON")
         if not isinstance(items, list):
             return _Reply(400, "expected a JSON array of FaultApproval")
+        if self.faults.delay_before_apply:
+            time.sleep(self.faults.delay_before_apply)
         with self._lock:
             targets = []
             for index, item in enumerate(items):
@@ -436,6 +445,8 @@ class StandinHalo:
                     return _Reply(400, f"item {index}: {target}")
                 targets.append((target, item))
             records = [self._apply(entry, item) for entry, item in targets]
+        if self.faults.delay_after_apply:
+            time.sleep(self.faults.delay_after_apply)
         return _Reply(200, records if self.post_returns_records else None)
 
     def _validate(self, item: Any) -> dict[str, Any] | str:
@@ -540,6 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         halo = self.server.halo
+        arrived = time.monotonic()
         split = urlsplit(self.path)
         query = dict(parse_qsl(split.query))
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -548,7 +560,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(halo.faults.latency)
         reply = halo.faults._take(split.path)
         if (reply is not None and reply.status == 0) or not halo.running:
-            halo._record(Recorded(method, split.path, query, 0, body))
+            halo._record(Recorded(method, split.path, query, 0, body, arrived))
             self.close_connection = True  # no answer at all: the client sees a disconnect
             return
         if reply is None:
@@ -558,7 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:
                 log.exception("stand-in Halo failed on %s %s", method, split.path)
                 reply = _Reply(500, "stand-in Halo: internal error")
-        halo._record(Recorded(method, split.path, query, reply.status, body))
+        halo._record(Recorded(method, split.path, query, reply.status, body, arrived))
         self._send(reply)
 
     def _send(self, reply: _Reply) -> None:
