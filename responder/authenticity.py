@@ -31,6 +31,12 @@ it would have overridden, so none of them count.
 
 All this is sound only when the trusted server always adds its results (and ideally
 removes forged ones, as RFC 8601 section 5 asks); configure its id only then.
+
+Microsoft 365 (Exchange Online Protection) writes its results without an authserv-id
+(``Authentication-Results: spf=pass (sender IP is ...) ...;dmarc=pass action=none
+header.from=example.com;compauth=pass reason=100``), which RFC 8601 does not allow. Such
+a header is read as written by ``exchange-online`` (``EXCHANGE_ONLINE``), and so counts
+only where ``trusted_authserv_id`` names that id, under the same rules as any other.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ from responder.config import SecuritySettings
 _AR_HEADER = "authentication-results"
 _FEATURES = authres.FeatureContext(authres.dmarc)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# The id given to results written without one, as Microsoft 365 writes them.
+EXCHANGE_ONLINE = "exchange-online"
+# A header whose first clause is already "method=result" names no authserv-id.
+_NO_AUTHSERV_ID = re.compile(r"^\s*[A-Za-z0-9_-]+\s*=")
 
 
 @dataclass(frozen=True)
@@ -159,13 +169,18 @@ def _reduce(result: Any) -> _Result:
 
 def _parse(value: str) -> _Report:
     """Parse one header value; raises whatever authres raises on text it cannot read."""
-    header = _FEATURES.parse_value(_FOLD.sub("", value).replace("\r", "").replace("\n", " "))
+    value = _FOLD.sub("", value).replace("\r", "").replace("\n", " ")
+    if _NO_AUTHSERV_ID.match(value):  # Microsoft 365's form, often with a trailing ";"
+        value = f"{EXCHANGE_ONLINE}; " + value.rstrip().rstrip(";")
+    header = _FEATURES.parse_value(value)
     results = tuple(_reduce(r) for r in header.results)
     return _Report(str(header.authserv_id).lower(), results)
 
 
 def _first_word(value: str) -> str:
     """The authserv-id of a header authres cannot read, as far as one can tell."""
+    if _NO_AUTHSERV_ID.match(value):
+        return EXCHANGE_ONLINE
     words = value.split(";", 1)[0].split()
     return normalise_domain(words[0]) if words else ""
 
@@ -272,7 +287,8 @@ def _why_not(block: _Block, from_domain: str, settings: SecuritySettings, own: b
         )
     if not block.reports:
         servers = ", ".join(settings.trusted_authserv_id)
-        return f"no Authentication-Results from a trusted server ({servers})"
+        checked = "; own DKIM check found no aligned valid signature" if own else ""
+        return f"no Authentication-Results from a trusted server ({servers}){checked}"
     _, dmarc = _decisive(block.reports, "dmarc")
     _, dkims = _decisive(block.reports, "dkim")
     seen = ", ".join(

@@ -22,10 +22,12 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 TlsMode = Literal["implicit", "starttls", "none"]
 AuthPolicy = Literal["require", "dkim-only", "off"]
+MailAuth = Literal["password", "oauth2-microsoft", "oauth2-google", "oauth2"]
+SmtpAuth = Literal["password", "oauth2-microsoft", "oauth2-google", "oauth2", "same-as-imap"]
 
 
 class ConfigError(Exception):
@@ -90,12 +92,74 @@ class HaloSettings(Section):
         return auth + "/token"
 
 
-class ImapSettings(Section):
+_OAUTH_KEYS = ("tenant_id", "client_id", "client_secret", "service_account_file",
+               "refresh_token", "token_url", "scope")
+# auth mode -> (keys it requires, keys it also takes); oauth2-google is checked on its own.
+_AUTH_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "password": ((), ("password",)),
+    "oauth2": (("token_url", "client_id", "client_secret"), ("scope",)),
+    "oauth2-microsoft": (("tenant_id", "client_id", "client_secret"), ("scope",)),
+    "oauth2-google": ((), ("service_account_file", "refresh_token", "client_id",
+                           "client_secret", "token_url")),
+    "same-as-imap": ((), ()),
+}
+
+
+class MailSignIn(Section):
+    """How [imap] and [smtp] sign in: a password, or OAuth2 (SASL XOAUTH2 / OAUTHBEARER).
+
+    See responder/oauth.py; every key a mode needs is required and keys of other modes are
+    refused, each error naming its key.
+    """
+
+    auth: str = "password"
+    password: OptionalSecret = None
+    tenant_id: str | None = None  # oauth2-microsoft: the Entra ID tenant (id or domain)
+    client_id: str | None = None
+    client_secret: OptionalSecret = None
+    service_account_file: Path | None = None  # oauth2-google: the service account's JSON key
+    refresh_token: OptionalSecret = None  # oauth2-google: a refresh token for this mailbox
+    token_url: str | None = None  # oauth2: the token endpoint; oauth2-google: token_uri override
+    scope: str | None = None  # default: the provider's mail scope
+    sasl: Literal["auto", "xoauth2", "oauthbearer"] = "auto"  # auto: XOAUTH2 unless not offered
+
+    @model_validator(mode="after")
+    def _keys_of_auth_mode(self) -> MailSignIn:
+        required, optional = _AUTH_KEYS[self.auth]
+        if self.auth == "password" and isinstance(self, ImapSettings):
+            required = ("password",)
+        if self.auth == "oauth2-google" and self.refresh_token is not None:
+            required = ("client_id", "client_secret")
+        elif self.auth == "oauth2-google" and self.service_account_file is None:
+            required = ("service_account_file",)
+        errors = [
+            _key_error(key, "required_for_auth", "required with auth = {auth} "
+                       + ("(or refresh_token with client_id and client_secret)"
+                          if key == "service_account_file" else ""), self.auth)
+            for key in required
+            if getattr(self, key) is None
+        ]
+        errors += [
+            _key_error(key, "unused_for_auth", "not used with auth = {auth}", self.auth)
+            for key in (*_OAUTH_KEYS, "password")
+            if key not in required and key not in optional and getattr(self, key) is not None
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+
+def _key_error(key: str, kind: str, text: str, auth: str) -> InitErrorDetails:
+    error = PydanticCustomError(kind, text.strip(), {"auth": f'"{auth}"'})
+    return InitErrorDetails(type=error, loc=(key,), input=None)
+
+
+class ImapSettings(MailSignIn):
     host: str
     port: int | None = None  # default 993 for implicit TLS, else 143
     tls: TlsMode = "implicit"
     username: str
-    password: Secret
+    auth: MailAuth = "password"
     folder: str = "INBOX"
     idle: bool = True  # wait with IMAP IDLE where the server offers it
     idle_renew_seconds: float = Field(default=24 * 60, gt=0)  # servers drop IDLE at ~29 min
@@ -115,12 +179,12 @@ class MaildirSettings(Section):
     poll_seconds: float = Field(default=2.0, gt=0)
 
 
-class SmtpSettings(Section):
+class SmtpSettings(MailSignIn):
     host: str
     port: int | None = None  # default 465 for implicit TLS, 587 for STARTTLS, else 25
     tls: TlsMode = "starttls"
-    username: str | None = None
-    password: OptionalSecret = None
+    username: str | None = None  # with OAuth2: the mailbox to sign in as (required)
+    auth: SmtpAuth = "password"  # "same-as-imap": the [imap] account, method and token
     from_: str = Field(alias="from")
     timeout: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
@@ -144,6 +208,9 @@ class FolderSettings(Section):
     failed: str = "Approvals/Failed"
     ignored: str = "Approvals/Ignored"
     quarantine: str = "Approvals/Quarantine"
+    # Maildir only: a message being worked on is renamed in here (the claim); IMAP marks
+    # it with a keyword in place instead (see imap.py).
+    processing: str = "Approvals/Processing"
 
 
 class ParsingSettings(Section):
@@ -154,6 +221,9 @@ class ParsingSettings(Section):
     languages: tuple[str, ...] = ()
     approve_words: tuple[str, ...] = ()
     reject_words: tuple[str, ...] = ()
+    # A message (its text parts: attachments are never fetched) larger than this is not
+    # read but filed as failed with the reason: bounded time and memory per message.
+    max_message_bytes: int = Field(default=2_000_000, ge=10_000)
 
 
 class AnswerSettings(Section):
@@ -166,6 +236,9 @@ class SecuritySettings(Section):
     trusted_authserv_id: tuple[str, ...] = ()
     max_age_days: float = Field(default=30.0, gt=0)
     answers_per_sender_per_hour: int = Field(default=10, ge=0)
+    # Act only on a reply that quotes or forwards the approval email: the approver's
+    # Halo token must appear in it (entries without a token are not checked).
+    require_token: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +259,9 @@ class ServiceSettings(Section):
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /healthz and /metrics
     metrics_host: str = "127.0.0.1"
     retry_seconds: float = Field(default=60.0, gt=0)  # pending work and the outbox, retried
+    # Several instances may watch one mailbox: each claims a message before acting on it;
+    # a claim not renewed for this long (its holder crashed) is taken over.
+    claim_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
 class Settings(Section):
@@ -205,16 +281,27 @@ class Settings(Section):
     def _one_mailbox(self) -> Settings:
         if (self.imap is None) == (self.maildir is None):
             raise ValueError("configure exactly one mailbox: an [imap] or a [maildir] section")
+        if self.smtp.auth == "same-as-imap" and self.imap is None:
+            raise ValueError('smtp.auth: "same-as-imap" needs an [imap] section')
+        if self.smtp.auth.startswith("oauth2") and not self.smtp.username:
+            raise ValueError(f'smtp.username: required with auth = "{self.smtp.auth}"')
         return self
+
+    def smtp_sign_in(self) -> SmtpSettings:
+        """[smtp] with "same-as-imap" resolved: the [imap] method, keys and account."""
+        if self.smtp.auth != "same-as-imap" or self.imap is None:
+            return self.smtp
+        keys = {key: getattr(self.imap, key) for key in (*_OAUTH_KEYS, "password", "sasl")}
+        username = self.smtp.username or self.imap.username
+        return self.smtp.model_copy(update={**keys, "auth": self.imap.auth, "username": username})
 
     def secrets(self) -> list[str]:
         """Every secret value in force, so that logging can redact them."""
-        values = [self.halo.client_secret]
-        if self.imap:
-            values.append(self.imap.password)
-        if self.smtp.password:
-            values.append(self.smtp.password)
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        values: list[SecretStr | None] = [self.halo.client_secret]
+        for section in (self.imap, self.smtp):
+            if section is not None:
+                values += [section.password, section.client_secret, section.refresh_token]
+        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
 
 
 _FRIENDLY = {

@@ -43,7 +43,7 @@ async def explain(raw: bytes, settings: Settings | None, *, online: bool = False
             ticket = await halo.get_ticket(facts.ticket_id)
         aliases = {normalise_address(k): normalise_address(v)
                    for k, v in settings.matching.aliases.items()}
-        plan = match(facts, ticket, aliases)
+        plan = match(facts, ticket, aliases, require_token=settings.security.require_token)
     if plan is not None:
         report["plan"] = {"outcome": plan.outcome.value, "reason": plan.reason}
         if plan.submission:

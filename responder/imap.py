@@ -36,6 +36,7 @@ from imapclient.exceptions import (
 
 from responder.config import ImapSettings
 from responder.mailbox import Incoming, MailboxError
+from responder.oauth import TokenError, TokenSource, token_source
 
 log = logging.getLogger("responder.imap")
 
@@ -147,6 +148,26 @@ def server_folder(folder: str, delimiter: str | None, prefix: str = "") -> str:
     return prefix + name
 
 
+CLAIM_PREFIX = "$Responder_"  # + the owner: the keyword that says who works on a message
+LEASE_KEYWORD = "$ResponderLease"  # toggled by the holder every pass: its claim is alive
+
+
+def claim_keyword(owner: str) -> str:
+    """The claim keyword of one instance (an IMAP atom: letters, digits, "-", "_")."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in owner)
+    return CLAIM_PREFIX + (safe or "_")
+
+
+def parse_uid_set(text: str) -> set[int]:
+    """ "1:3,7" -> {1, 2, 3, 7} (as in a MODIFIED response code)."""
+    found: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        if low.isdigit() and (not high or high.isdigit()):
+            found.update(range(int(low), int(high or low) + 1))
+    return found
+
+
 def signals_mail(responses: Iterable[Any]) -> bool:
     """An untagged EXISTS (or a non-zero RECENT) among IDLE responses: mail has arrived."""
     for response in responses:
@@ -175,8 +196,12 @@ def _batches(uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
 class ImapMailbox:
     """``Mailbox`` over IMAP: one connection, IDLE or polling, attachments left on the server."""
 
-    def __init__(self, settings: ImapSettings) -> None:
+    def __init__(self, settings: ImapSettings, tokens: TokenSource | None = None) -> None:
         self._settings = settings
+        self._tokens = tokens if tokens is not None else token_source(settings)
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the token source runs
+        self._mechanism = ""  # the SASL mechanism of the last OAuth2 sign-in
+        self._spent: list[str] = []  # recent tokens, scrubbed from error texts
         self._client: Any = None  # IMAPClient (untyped)
         self._caps: frozenset[bytes] = frozenset()
         self._delimiter: str | None = "/"
@@ -187,6 +212,7 @@ class ImapMailbox:
         self._high_uid = 0  # the highest UID handed out by fetch_new
         self._lock = asyncio.Lock()
         self._waiting: threading.Event | None = None  # the stop flag of a wait in progress
+        self._foreign: dict[int, tuple[int, float]] = {}  # others' claims: uid -> (modseq, seen)
 
     # -- the Mailbox interface --
 
@@ -200,6 +226,13 @@ class ImapMailbox:
 
     async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
         return await self._call(lambda: self._retrying(lambda c: self._fetch(c, limit)))
+
+    async def claim_new(
+        self, owner: str, timeout: float, limit: int | None = None
+    ) -> list[Incoming]:
+        """Claim with a keyword per owner, set by a conditional STORE (see ``_claim``)."""
+        work = lambda c: self._fetch_uids(c, self._claim(c, owner, timeout, limit))  # noqa: E731
+        return await self._call(lambda: self._retrying(work))
 
     async def move(self, ref: str, folder: str) -> None:
         try:
@@ -229,6 +262,11 @@ class ImapMailbox:
             why = "IDLE off" if not s.idle else "no IDLE"
             waiting = f"{why}, polling every {s.poll_seconds:g}s"
         noun = "message" if count == 1 else "messages"
+        if self._tokens is not None:
+            return (
+                f"imap {s.host}:{s.effective_port} ({tls}), signed in as {s.username} with "
+                f"{s.auth} ({self._mechanism}), folder {self._folder}, {waiting}, {count} {noun}"
+            )
         return (
             f"imap {s.username}@{s.host}:{s.effective_port} ({tls}), folder {self._folder}, "
             f"{waiting}, {count} {noun}"
@@ -239,6 +277,7 @@ class ImapMailbox:
     async def _call(self, work: Callable[[], T], stop: threading.Event | None = None) -> T:
         """Run ``work`` in a thread, one at a time; a cancelled caller waits for it to end."""
         async with self._lock:
+            self._loop = asyncio.get_running_loop()
             task = asyncio.ensure_future(asyncio.to_thread(work))
             try:
                 return await asyncio.shield(task)
@@ -335,10 +374,52 @@ class ImapMailbox:
             raise MailboxError(f"imap {where}: cannot connect ({self._scrub(exc)})") from None
         return client
 
+    def _token(self, force_refresh: bool) -> str:
+        """A token from the (async) source, asked for from this worker thread."""
+        assert self._tokens is not None and self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._tokens.token(force_refresh), self._loop)
+        token = future.result(timeout=self._settings.timeout * 2)
+        self._spent = [token, *self._spent[:3]]
+        return token
+
+    def _oauth_login(self, client: Any, where: str) -> None:
+        """SASL XOAUTH2 (or OAUTHBEARER); a refused token is replaced once by a fresh one."""
+        s = self._settings
+        offered = {c.upper() for c in client.capabilities()}
+        bearer = s.sasl == "oauthbearer" or (
+            s.sasl == "auto" and b"AUTH=XOAUTH2" not in offered and b"AUTH=OAUTHBEARER" in offered
+        )
+        self._mechanism = "OAUTHBEARER" if bearer else "XOAUTH2"
+        for force_refresh in (False, True):
+            try:
+                token = self._token(force_refresh)
+            except TokenError as exc:
+                raise MailboxError(f"imap {where}: no token for {s.username}: {exc}") from None
+            except TimeoutError:
+                raise MailboxError(f"imap {where}: timed out getting an OAuth2 token") from None
+            try:
+                if bearer:
+                    client.oauthbearer_login(s.username, token)
+                else:
+                    client.oauth2_login(s.username, token)
+                return
+            except LoginError as exc:
+                if force_refresh:
+                    raise MailboxError(
+                        f"imap {where}: {self._mechanism} sign-in refused for {s.username} "
+                        f"even with a fresh {s.auth} token ({self._scrub(exc)})"
+                    ) from None
+                log.info("imap %s sign-in refused; retrying once with a fresh token",
+                         self._mechanism)
+
     def _sign_in(self, client: Any, where: str) -> None:
         s = self._settings
         try:
-            client.login(s.username, s.password.get_secret_value())
+            if self._tokens is not None:
+                self._oauth_login(client, where)
+            else:
+                assert s.password is not None  # required with auth = "password"
+                client.login(s.username, s.password.get_secret_value())
         except LoginError as exc:
             raise MailboxError(
                 f"imap {where}: login refused for {s.username} ({self._scrub(exc)})"
@@ -389,8 +470,10 @@ class ImapMailbox:
         text = str(exc)
         if text.startswith(("b'", 'b"')) and text.endswith(("'", '"')):
             text = text[2:-1]
-        password = self._settings.password.get_secret_value()
-        return text.replace(password, "***") if password else text
+        password = self._settings.password.get_secret_value() if self._settings.password else ""
+        for secret in (password, *self._spent):
+            text = text.replace(secret, "***") if secret else text
+        return text
 
     # -- fetching --
 
@@ -403,6 +486,9 @@ class ImapMailbox:
         uids = sorted(client.search("ALL"))
         if limit is not None:
             uids = uids[: max(limit, 0)]
+        return self._fetch_uids(client, uids)
+
+    def _fetch_uids(self, client: Any, uids: list[int]) -> list[Incoming]:
         if not uids:
             return []
         meta = client.fetch(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
@@ -453,6 +539,90 @@ class ImapMailbox:
             boundary = "=_responder_" + secrets.token_hex(12)
             raws[uid] = reassemble(got.get(b"BODY[HEADER]") or b"", pieces, boundary)
         return raws
+
+    # -- claiming (several instances on one mailbox) --
+
+    def _claim(self, client: Any, owner: str, timeout: float, limit: int | None) -> list[int]:
+        """The UIDs this owner holds after claiming the free ones and taking over stale ones.
+
+        A claim is the keyword ``$Responder_<owner>``, set with ``UID STORE (UNCHANGEDSINCE
+        m)`` (CONDSTORE): a message another instance changed since we looked is refused
+        (``[MODIFIED ...]``), so exactly one claimant wins. (MOVE into a folder is no lock:
+        two sessions moving the same message at once can both get a copy in Dovecot.) A
+        holder renews its claims every pass by toggling ``$ResponderLease``, which changes
+        the message's MODSEQ; a claim whose MODSEQ has not changed for ``timeout`` seconds
+        of our watching is taken over, again by a conditional STORE.
+        """
+        mine_kw = claim_keyword(owner)
+        client.noop()
+        uids = sorted(client.search("ALL"))
+        if limit is not None:
+            uids = uids[: max(limit, 0)]
+        if not uids:
+            return []
+        self._high_uid = max(self._high_uid, *uids)
+        meta = client.fetch(uids, ["FLAGS", "MODSEQ"])
+        now = time.monotonic()
+        mine: list[int] = []
+        free: list[int] = []
+        stale: list[int] = []
+        modseq: dict[int, int] = {}
+        for uid in uids:
+            if uid not in meta:
+                continue
+            flags = {_text(f) for f in meta[uid].get(b"FLAGS", ())}
+            modseq[uid] = int((meta[uid].get(b"MODSEQ") or (0,))[0])
+            holders = {f for f in flags if f.startswith(CLAIM_PREFIX)}
+            if not holders:
+                free.append(uid)
+            elif holders == {mine_kw}:
+                mine.append(uid)
+            else:
+                seen = self._foreign.get(uid)
+                if seen is None or seen[0] != modseq[uid]:
+                    self._foreign[uid] = (modseq[uid], now)
+                elif now - seen[1] >= timeout:
+                    stale.append(uid)
+        self._foreign = {u: v for u, v in self._foreign.items() if u in modseq}
+        lease = {u for u in mine if LEASE_KEYWORD in {_text(f) for f in meta[u][b"FLAGS"]}}
+        kept = self._store_if_unchanged(client, [u for u in mine if u in lease], modseq,
+                                        "-FLAGS.SILENT", LEASE_KEYWORD)
+        kept += self._store_if_unchanged(client, [u for u in mine if u not in lease], modseq,
+                                         "+FLAGS.SILENT", LEASE_KEYWORD)
+        won = self._store_if_unchanged(client, free, modseq, "+FLAGS.SILENT", mine_kw)
+        for uid in stale:  # rare: one at a time, replacing the old holder's keyword
+            keep = [f for f in (_text(x) for x in meta[uid][b"FLAGS"])
+                    if not f.startswith(CLAIM_PREFIX) and f != "\\Recent"]
+            if self._store_if_unchanged(client, [uid], modseq, "FLAGS.SILENT",
+                                        " ".join([*keep, mine_kw])):
+                log.warning("imap UID %d: took over a claim not renewed for %.0f s", uid, timeout)
+                won.append(uid)
+                self._foreign.pop(uid, None)
+        if len(won) < len(free):
+            log.info("imap: %d of %d messages claimed by another instance first",
+                     len(free) - len(won), len(free))
+        return sorted(kept + won)
+
+    def _store_if_unchanged(
+        self, client: Any, uids: list[int], modseq: dict[int, int], op: str, flags: str
+    ) -> list[int]:
+        """STORE ``op (flags)`` on ``uids`` unless changed since we read them: those stored."""
+        if not uids:
+            return []
+        uid_set = ",".join(map(str, uids))
+        if b"CONDSTORE" not in self._caps:  # no lock to be had: fine for a single instance
+            client._imap.uid("STORE", uid_set, op, f"({flags})")
+            return uids
+        since = max(modseq[u] for u in uids)
+        client._imap.untagged_responses.pop("MODIFIED", None)
+        typ, data = client._imap.uid("STORE", uid_set, f"(UNCHANGEDSINCE {since})", op,
+                                     f"({flags})")
+        if typ != "OK":
+            raise IMAPClientError(f"UID STORE failed: {data!r}")
+        refused: set[int] = set()
+        for text in client._imap.untagged_responses.pop("MODIFIED", []):
+            refused |= parse_uid_set(_text(text).split()[0] if text else "")
+        return [u for u in uids if u not in refused]
 
     # -- filing --
 

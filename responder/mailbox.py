@@ -34,6 +34,16 @@ class Mailbox(Protocol):
     async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
         """The messages now in the watched folder, oldest first, text parts only."""
 
+    async def claim_new(
+        self, owner: str, timeout: float, limit: int | None = None
+    ) -> list[Incoming]:
+        """Like ``fetch_new``, but only the messages this instance (``owner``) holds.
+
+        Free messages are claimed atomically first, so two instances watching one mailbox
+        never both get a message; a claim its holder has not renewed for ``timeout``
+        seconds (the holder crashed) is taken over. Each call renews this owner's claims.
+        """
+
     async def move(self, ref: str, folder: str) -> None:
         """File a message into ``folder``, creating the folder if it is missing."""
 

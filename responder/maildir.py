@@ -76,7 +76,10 @@ def scan(root: Path) -> list[Entry]:
                 if item.name.startswith(".") or not item.is_file():
                     continue
                 key = item.name.split(":", 1)[0]
-                order = delivery_order(key, item.stat().st_mtime)
+                try:
+                    order = delivery_order(key, item.stat().st_mtime)
+                except FileNotFoundError:  # claimed or filed by another instance just now
+                    continue
                 entries.append(Entry(key, Path(item.path), order))
     return sorted(entries, key=lambda e: e.order)
 
@@ -84,9 +87,11 @@ def scan(root: Path) -> list[Entry]:
 class MaildirMailbox:
     """``Mailbox`` over a local Maildir; waiting polls the new/ and cur/ directory mtimes."""
 
-    def __init__(self, settings: MaildirSettings) -> None:
+    def __init__(self, settings: MaildirSettings, processing: str = "Approvals/Processing") -> None:
         self._settings = settings
         self._root = Path(settings.path)
+        self._processing = processing
+        self._held: dict[str, Path] = {}  # key -> its claimed file in the processing folder
         self._handed_out: set[str] = set()  # keys fetch_new returned (still in the folder)
         self._stamp: tuple[int, ...] | None = None  # new/ and cur/ mtimes at the last listing
         self._unseen = False  # what that listing found
@@ -105,6 +110,11 @@ class MaildirMailbox:
 
     async def fetch_new(self, limit: int | None = None) -> list[Incoming]:
         return await asyncio.to_thread(self._fetch, limit)
+
+    async def claim_new(
+        self, owner: str, timeout: float, limit: int | None = None
+    ) -> list[Incoming]:
+        return await asyncio.to_thread(self._claim, owner, timeout, limit)
 
     async def move(self, ref: str, folder: str) -> None:
         await asyncio.to_thread(self._move, ref, folder)
@@ -151,16 +161,83 @@ class MaildirMailbox:
         self._stamp = None
         return found
 
-    def _move(self, ref: str, folder: str) -> None:
-        target = folder_dir(self._root, folder)
-        entry = next((e for e in self._entries() if e.key == ref), None)
-        if entry is None:
-            raise MailboxError(f"maildir: no message {ref!r} in {self._root}")
+    def _claim(self, owner: str, timeout: float, limit: int | None) -> list[Incoming]:
+        """Claim by renaming into the processing folder: ``rename`` has exactly one winner.
+
+        A claimed file is named ``<key>,O=<owner>:2,<flags>``; its mtime is the lease,
+        renewed every pass. A file whose lease is older than ``timeout`` is taken over by
+        renaming it to our own name (again, one winner).
+        """
+        processing = folder_dir(self._root, self._processing)
+        self._ensure_folder(processing)
+        tag = ",O=" + "".join(c if c.isalnum() or c in "-_" else "_" for c in owner)
+        now = time.time()
+        held: dict[str, Path] = {}
+        for entry in scan(processing):
+            base, sep, holder = entry.key.rpartition(",O=")
+            if not sep:  # put here by hand: anyone's after the timeout
+                base, holder = entry.key, ""
+            info = entry.path.name[len(entry.key):]
+            mine = processing / "cur" / (base + tag + info)
+            try:
+                if "," + "O=" + holder != tag:
+                    if now - entry.path.stat().st_mtime < timeout:
+                        continue
+                    os.rename(entry.path, mine)
+                    log.warning("maildir %s: took over a claim not renewed for %.0f s",
+                                base, timeout)
+                os.utime(mine)
+            except FileNotFoundError:  # filed or taken over by its holder meanwhile
+                continue
+            held[base] = mine
+        for entry in self._entries():
+            info = entry.path.name[len(entry.key):] or ":2,"
+            mine = processing / "cur" / (entry.key + tag + info)
+            try:
+                os.rename(entry.path, mine)
+                os.utime(mine)
+            except FileNotFoundError:  # another instance claimed it first
+                continue
+            held[entry.key] = mine
+        self._held = held
+        found: list[Incoming] = []
+        for key, path in sorted(held.items(), key=lambda kv: delivery_order(kv[0], 0.0)):
+            if limit is not None and len(found) >= limit:
+                break
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise MailboxError(f"maildir {path}: {exc.strerror}") from None
+            found.append(Incoming(key, raw, len(raw)))
+        self._stamp = None
+        return found
+
+    def _ensure_folder(self, target: Path) -> None:
         try:
             if target != self._root and not (target / "cur").is_dir():
                 mailbox.Maildir(str(self._root), factory=None).add_folder(target.name[1:])
                 log.info("maildir created folder %s", target.name)
-            os.rename(entry.path, target / entry.path.parent.name / entry.path.name)
+        except OSError as exc:
+            if not (target / "cur").is_dir():  # not just made by another instance
+                why = f"maildir: cannot create {target.name}: {exc.strerror}"
+                raise MailboxError(why) from None
+
+    def _move(self, ref: str, folder: str) -> None:
+        target = folder_dir(self._root, folder)
+        held = self._held.pop(ref, None)
+        if held is not None and held.exists():  # claimed: leaves without its owner tag
+            key, _, info = held.name.partition(":")
+            source, name = held, key.rpartition(",O=")[0] + ":" + info
+        else:
+            entry = next((e for e in self._entries() if e.key == ref), None)
+            if entry is None:
+                raise MailboxError(f"maildir: no message {ref!r} in {self._root}")
+            source, name = entry.path, entry.path.name
+        try:
+            if target != self._root and not (target / "cur").is_dir():
+                mailbox.Maildir(str(self._root), factory=None).add_folder(target.name[1:])
+                log.info("maildir created folder %s", target.name)
+            os.rename(source, target / source.parent.name / name)
         except OSError as exc:
             raise MailboxError(f"maildir: cannot move {ref} to {folder}: {exc.strerror}") from None
         self._handed_out.discard(ref)

@@ -13,7 +13,7 @@ import email.errors
 import email.policy
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
@@ -91,6 +91,9 @@ class Facts:
         }
 
 
+_HEAD = 256 * 1024  # the most of a too-large message read: its header, for the ledger
+
+
 def analyse(
     raw: bytes,
     parsing: ParsingSettings | None = None,
@@ -98,6 +101,13 @@ def analyse(
 ) -> Facts:
     """Read a message. Never raises: an unreadable message says why in ``unreadable``."""
     parsing = parsing or ParsingSettings()
+    if len(raw) > parsing.max_message_bytes:  # bounded time and memory: the header only
+        end = raw.find(b"\r\n\r\n", 0, _HEAD)
+        head = raw[: end + 4 if end >= 0 else _HEAD][: parsing.max_message_bytes]
+        facts = analyse(head, parsing, grammar)
+        why = f"message too large: {len(raw)} bytes of text (limit {parsing.max_message_bytes})"
+        return replace(facts, content_hash=hashlib.sha256(raw).hexdigest(), unreadable=why,
+                       decision=None, note=None, reply_text="")
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
         return _read(msg, raw, parsing, grammar)

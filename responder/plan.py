@@ -10,6 +10,7 @@ exceptions. The orchestrator carries a plan out; these functions only decide.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ class Outcome(StrEnum):
     TICKET_NOT_FOUND = "ticket-not-found"
     NO_DECISION = "no-decision"
     TOO_OLD = "too-old"
+    TOKEN_MISSING = "token-missing"  # [security] require_token: not a reply to our email
     FAILED = "failed"  # could not be processed: needs an admin
     PENDING = "pending"  # Halo unreachable for now: stays in the inbox, tried again
     SUBMIT = "submit"  # planned, not yet carried out
@@ -48,6 +50,7 @@ ANSWERED = frozenset(
         Outcome.TICKET_NOT_FOUND,
         Outcome.NO_DECISION,
         Outcome.TOO_OLD,
+        Outcome.TOKEN_MISSING,
         Outcome.FAILED,
     }
 )
@@ -109,8 +112,18 @@ def triage(
     return None
 
 
-def match(facts: Facts, ticket: Ticket | None, aliases: Mapping[str, str]) -> Plan:
-    """Find the sender among the ticket's approvers and plan the submission."""
+def match(
+    facts: Facts,
+    ticket: Ticket | None,
+    aliases: Mapping[str, str],
+    *,
+    require_token: bool = False,
+) -> Plan:
+    """Find the sender among the ticket's approvers and plan the submission.
+
+    With ``require_token``, an approver entry that has a ``token`` counts only when the
+    token appears in the message (the quoted or forwarded approval email, or the reply).
+    """
     if ticket is None:
         return Plan(Outcome.TICKET_NOT_FOUND, f"ticket {facts.ticket_id} was not found in Halo")
     assert facts.sender is not None and facts.decision is not None  # triage saw to it
@@ -121,11 +134,25 @@ def match(facts: Facts, ticket: Ticket | None, aliases: Mapping[str, str]) -> Pl
     pending = [a for a in mine if a.pending]
     if not pending:
         return Plan(Outcome.ALREADY_DECIDED, f"{facts.sender} has already decided {ticket.id}")
+    if require_token:
+        seen = _compact(f"{facts.original}\n{facts.reply_text}")
+        bound = [a for a in pending if _compact(a.token or "") in seen]  # "" is in any
+        if not bound:
+            return Plan(
+                Outcome.TOKEN_MISSING,
+                f"the approval email for {ticket.id} is not quoted or forwarded",
+            )
+        pending = bound
     approver = min(pending, key=lambda a: a.seq)
     result = Result.APPROVE if facts.decision is Decision.APPROVE else Result.REJECT
     submission = Submission(ticket.id, approver.seq, approver.actionnumber, result, facts.note)
     return Plan(Outcome.SUBMIT, f"{facts.decision.value} as approver seq {approver.seq}",
                 submission)
+
+
+def _compact(text: str) -> str:
+    """Text without whitespace or quote marks, so a token wrapped in a quote still matches."""
+    return re.sub(r"[\s>]+", "", text)
 
 
 def confirm(plan: Plan, approver: Approver | None) -> Plan:

@@ -20,29 +20,37 @@ from responder.ledger import Ledger
 from responder.mailbox import Mailbox, MailboxError
 from responder.maildir import MaildirMailbox
 from responder.metrics import Metrics, serve_metrics
+from responder.oauth import TokenSource, token_source
 from responder.smtp import SmtpError, SmtpSender
 from responder.worker import PassResult, Responder
 
 log = logging.getLogger("responder")
 
 
-def make_mailbox(settings: Settings) -> Mailbox:
+def make_mailbox(settings: Settings, tokens: TokenSource | None = None) -> Mailbox:
     if settings.imap is not None:
-        return ImapMailbox(settings.imap)
+        return ImapMailbox(settings.imap, tokens)
     assert settings.maildir is not None
-    return MaildirMailbox(settings.maildir)
+    return MaildirMailbox(settings.maildir, settings.folders.processing)
+
+
+def make_mail(settings: Settings) -> tuple[Mailbox, SmtpSender]:
+    """The mailbox and the sender; with smtp.auth = "same-as-imap" they share one token."""
+    tokens = token_source(settings.imap) if settings.imap is not None else None
+    shared = tokens if settings.smtp.auth == "same-as-imap" else None
+    return make_mailbox(settings, tokens), SmtpSender(settings.smtp_sign_in(), shared)
 
 
 @contextlib.asynccontextmanager
 async def responder(settings: Settings, **options: object) -> AsyncIterator[Responder]:
     """A Responder with every part open, closed again on the way out."""
-    mailbox = make_mailbox(settings)
+    mailbox, sender = make_mail(settings)
     ledger = Ledger(settings.state.path)
     try:
         async with HaloClient(settings.halo) as halo:
             await mailbox.open()
             try:
-                yield Responder(settings, mailbox, halo, SmtpSender(settings.smtp), ledger,
+                yield Responder(settings, mailbox, halo, sender, ledger,
                                 **options)  # type: ignore[arg-type]
             finally:
                 await mailbox.close()
@@ -60,7 +68,7 @@ class CheckLine:
 async def check(settings: Settings) -> list[CheckLine]:
     """Sign in to each part in turn; one line per part, whatever fails."""
     lines = [CheckLine("config", True, "valid")]
-    mailbox = make_mailbox(settings)
+    mailbox, sender = make_mail(settings)
     try:
         await mailbox.open()
         lines.append(CheckLine("mailbox", True, await mailbox.describe()))
@@ -70,7 +78,7 @@ async def check(settings: Settings) -> list[CheckLine]:
         with contextlib.suppress(MailboxError):
             await mailbox.close()
     try:
-        lines.append(CheckLine("smtp", True, await SmtpSender(settings.smtp).check()))
+        lines.append(CheckLine("smtp", True, await sender.check()))
     except SmtpError as exc:
         lines.append(CheckLine("smtp", False, str(exc)))
     try:

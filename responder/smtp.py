@@ -8,6 +8,7 @@ import ssl
 import aiosmtplib
 
 from responder.config import SmtpSettings
+from responder.oauth import TokenError, TokenSource, b64, oauthbearer, token_source
 
 
 class SmtpError(Exception):
@@ -15,8 +16,11 @@ class SmtpError(Exception):
 
 
 class SmtpSender:
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, tokens: TokenSource | None = None) -> None:
         self.settings = settings
+        self._tokens = tokens if tokens is not None else token_source(settings)
+        self._mechanism = ""  # the SASL mechanism of the last OAuth2 sign-in
+        self._spent: list[str] = []  # recent tokens, scrubbed from error texts
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -33,9 +37,43 @@ class SmtpSender:
             timeout=s.timeout,
         )
 
+    async def _oauth_login(self, client: aiosmtplib.SMTP) -> None:
+        """AUTH XOAUTH2 (or OAUTHBEARER); a refused token is replaced once by a fresh one."""
+        s = self.settings
+        assert self._tokens is not None and s.username  # required with OAuth2
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        offered = client.server_auth_methods
+        bearer = s.sasl == "oauthbearer" or (
+            s.sasl == "auto" and "xoauth2" not in offered and "oauthbearer" in offered
+        )
+        self._mechanism = "OAUTHBEARER" if bearer else "XOAUTH2"
+        for force_refresh in (False, True):
+            try:
+                token = await self._tokens.token(force_refresh)
+            except TokenError as exc:
+                raise aiosmtplib.SMTPException(f"no token for {s.username}: {exc}") from None
+            self._spent = [token, *self._spent[:3]]
+            try:
+                if bearer:
+                    initial = b64(oauthbearer(s.username, token, s.host, s.effective_port))
+                    reply = await client.execute_command(b"AUTH", b"OAUTHBEARER", initial.encode())
+                    if reply.code == 334:  # the error, as a challenge: answer with ^A (RFC 7628)
+                        reply = await client.execute_command(b"AQ==")
+                    if reply.code != 235:
+                        raise aiosmtplib.SMTPAuthenticationError(reply.code, reply.message)
+                else:
+                    await client.auth_xoauth2(s.username, token)
+                return
+            except aiosmtplib.SMTPAuthenticationError:
+                if force_refresh:
+                    raise
+
     async def _login(self, client: aiosmtplib.SMTP) -> None:
         s = self.settings
-        if s.username and s.password:
+        if self._tokens is not None:
+            await self._oauth_login(client)
+        elif s.username and s.password:
             await client.login(s.username, s.password.get_secret_value())
 
     async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
@@ -47,6 +85,7 @@ class SmtpSender:
             await client.connect()
             await self._login(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()  # a refused sign-in leaves the connection open
             return [self._describe(exc)] * len(messages)
         results: list[str | None] = []
         try:
@@ -72,13 +111,18 @@ class SmtpSender:
             await self._login(client)
             await client.quit()
         except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
             raise SmtpError(self._describe(exc)) from None
         who = f" as {self.settings.username}" if self.settings.username else ""
         s = self.settings
+        if self._tokens is not None:
+            who = f", signed in as {s.username} with {s.auth} ({self._mechanism})"
         return f"smtp {s.host}:{s.effective_port} ({s.tls}){who}"
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
         if self.settings.password:
             text = text.replace(self.settings.password.get_secret_value(), "***")
+        for token in self._spent:
+            text = text.replace(token, "***")
         return f"smtp {self.settings.host}:{self.settings.effective_port}: {text}"[:300]

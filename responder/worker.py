@@ -267,7 +267,8 @@ class Responder:
             if item.reconcile:
                 item.plan = self._reconciled(item)
             else:
-                item.plan = match(item.facts, found, self.aliases)
+                item.plan = match(item.facts, found, self.aliases,
+                                  require_token=self.settings.security.require_token)
             sub = item.plan.submission if item.plan.outcome is Outcome.SUBMIT else None
             if sub is not None:
                 if (sub.ticket_id, sub.seq) in claimed:

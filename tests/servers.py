@@ -89,6 +89,8 @@ class Dovecot:
     ``hide`` hides others (e.g. ``("MOVE", "UIDPLUS")`` for the COPY fallback);
     mail lives in ``mail_dir(user)``, a Maildir in ``layout`` "fs" or "maildir++";
     ``separator`` sets the hierarchy separator clients see ("/" or ".").
+    ``oauth2_introspection_url`` adds an OAuth2 passdb (SASL XOAUTH2 and OAUTHBEARER) that
+    asks that RFC 7662 endpoint whether a bearer token is active and whose it is.
     """
 
     users: dict[str, str] = field(default_factory=dict)
@@ -98,6 +100,7 @@ class Dovecot:
     layout: str = "fs"  # or "maildir++", Dovecot's default (which refuses "." in names)
     tls: bool = False  # a self-signed certificate: implicit TLS on tls_port, STARTTLS on port
     tls_port: int = 0
+    oauth2_introspection_url: str | None = None
     binary: str = "/usr/sbin/dovecot"
     host: str = "127.0.0.1"
     port: int = 0
@@ -209,6 +212,11 @@ class Dovecot:
         self._write_passwd()
         if self.tls:
             self._make_certificate()
+        if self.oauth2_introspection_url:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            )
         self.config_path.write_text(self._config())
 
     def _make_certificate(self) -> None:
@@ -262,6 +270,13 @@ class Dovecot:
         offered = " ".join(c for c in _CAPABILITIES.split() if c.upper() not in hidden)
         capability = f"imap_capability = {offered}\n" if hidden else ""
         login_chroot = "  chroot =\n" if unprivileged else ""
+        mechanisms, oauth2 = "plain login", ""
+        if self.oauth2_introspection_url:
+            mechanisms = "plain login xoauth2 oauthbearer"
+            oauth2 = (
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {r}/dovecot-oauth2.conf.ext\n}}\n"
+            )
         tls = (
             f"ssl = yes\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem\n"
             "ssl_dh = </usr/share/dovecot/dh.pem\n"
@@ -276,7 +291,7 @@ info_log_path = {r}/dovecot.log
 listen = {self.host}
 protocols = imap
 {tls}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:{r}/mail/%u{":LAYOUT=fs" if self.layout == "fs" else ""}
 mail_fsync = never
 auth_failure_delay = 0
@@ -291,7 +306,7 @@ service anvil {{
     mode = 0
   }}
 }}
-passdb {{
+{oauth2}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {r}/users/%u
 }}

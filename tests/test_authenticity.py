@@ -408,3 +408,62 @@ def test_arbitrary_header_text_never_raises(values: list[str], from_domain: str)
 def test_arbitrary_bytes_never_raise_in_verification(tail: bytes) -> None:
     raw = b"DKIM-Signature: v=1; a=rsa-sha256; d=x.com; s=s; " + tail
     assert all(not r.passed for r in verify_dkim(raw, dnsfunc=dns({})))
+
+
+# -- Microsoft 365: Exchange Online writes no authserv-id --------------------------------
+
+M365 = SecuritySettings(policy="require", trusted_authserv_id=("exchange-online",))
+EOP = "from mail.approver.com (192.0.2.1) by AM4PEPF0000.mail.protection.outlook.com"
+
+
+def m365(dkim_: str = "pass", dmarc: str = "pass", domain: str = "approver.com") -> str:
+    return (
+        f"spf=pass (sender IP is 192.0.2.1) smtp.mailfrom={domain}; dkim={dkim_} "
+        f"(signature was verified) header.d={domain};dmarc={dmarc} action=none "
+        f"header.from={domain};compauth=pass reason=100"
+    )
+
+
+def test_exchange_online_results_are_read_when_exchange_online_is_trusted() -> None:
+    verdict = verdict_for(ar(m365()), received(EOP), policy=M365)
+    assert (verdict.trusted, verdict.method) == (True, "dmarc")
+    assert verdict.reason == "dmarc=pass for approver.com (exchange-online)"
+
+
+def test_exchange_online_results_with_a_trailing_semicolon_are_read() -> None:
+    value = (
+        "dkim=none (message not signed) header.d=none;dmarc=pass action=none "
+        "header.from=approver.com;"
+    )
+    assert verdict_for(ar(value), received(EOP), policy=M365).trusted
+
+
+def test_results_without_an_authserv_id_count_for_no_other_server() -> None:
+    verdict = verdict_for(ar(m365()), received(), policy=REQUIRE)
+    assert not verdict.trusted
+
+
+def test_exchange_onlines_fail_on_top_outweighs_a_forged_pass_below() -> None:
+    for between in ((received(EOP),), ()):
+        verdict = verdict_for(ar(m365("fail", "fail")), *between, ar(m365()), policy=M365)
+        assert not verdict.trusted
+
+
+def test_exchange_online_results_for_another_domain_do_not_count() -> None:
+    assert not verdict_for(ar(m365(domain="evil.example")), received(EOP), policy=M365).trusted
+
+
+def test_a_best_guess_pass_is_not_a_dmarc_pass() -> None:
+    """Exchange Online's "bestguesspass": the domain publishes no DMARC record."""
+    value = (
+        "spf=pass smtp.mailfrom=approver.com; dkim=none (message not signed) "
+        "header.d=none;dmarc=bestguesspass action=none header.from=approver.com;"
+    )
+    assert not verdict_for(ar(value), received(EOP), policy=M365).trusted
+
+
+def test_an_unreadable_exchange_online_header_ends_the_block() -> None:
+    verdict = verdict_for(
+        ar("dmarc=fail header.from=approver.com; ==="), ar(m365()), received(EOP), policy=M365
+    )
+    assert not verdict.trusted

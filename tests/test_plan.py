@@ -92,3 +92,45 @@ def test_each_outcome_has_a_folder() -> None:
     assert folder_for(Outcome.NOT_APPROVER, folders) == "Approvals/Unmatched"
     assert folder_for(Outcome.QUARANTINED, folders) == "Approvals/Quarantine"
     assert folder_for(Outcome.PENDING, folders) is None
+
+
+# -- reply-token binding ([security] require_token) ------------------------------------
+
+TOKENED = Ticket(
+    1234,
+    "New laptop",
+    (Approver(seq=1, actionnumber=3, emailaddress="alice@example.com", token="tok-4f1d9c"),),
+)
+
+
+def with_quote(quoted: str) -> Facts:
+    body = f"Approve\n\nOn Sat, 28 Nov 2026, Service Desk wrote:\n\n> {quoted}\n"
+    return facts(reply("alice@example.com", "Re: Approval [ID:1234]", body))
+
+
+def test_a_required_token_must_appear_in_the_quoted_original() -> None:
+    bound = match(with_quote("Ref tok-4f1d9c"), TOKENED, {}, require_token=True)
+    assert bound.outcome is Outcome.SUBMIT
+    missing = match(with_quote("Ref none"), TOKENED, {}, require_token=True)
+    assert missing.outcome is Outcome.TOKEN_MISSING and missing.answered
+    assert match(with_quote("Ref none"), TOKENED, {}).outcome is Outcome.SUBMIT  # off
+
+
+def test_an_approver_entry_without_a_token_is_not_bound() -> None:
+    plan = match(
+        facts(gmail_reply("alice@example.com", 1234, "Approve")), TICKET, {}, require_token=True
+    )
+    assert plan.outcome is Outcome.SUBMIT
+
+
+def test_the_token_chooses_among_several_entries_of_one_approver() -> None:
+    ticket = Ticket(
+        1234,
+        "x",
+        (
+            Approver(seq=1, actionnumber=3, emailaddress="alice@example.com", token="tok-aaaa"),
+            Approver(seq=2, actionnumber=3, emailaddress="alice@example.com", token="tok-bbbb"),
+        ),
+    )
+    plan = match(with_quote("Ref tok-bbbb"), ticket, {}, require_token=True)
+    assert plan.submission is not None and plan.submission.seq == 2

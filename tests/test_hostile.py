@@ -1,0 +1,148 @@
+"""Hostile input: whatever arrives, ``analyse`` answers in bounded time and never raises,
+and the service files what it cannot read as failed, with the reason, and goes on."""
+
+from __future__ import annotations
+
+import time
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from responder.config import ParsingSettings
+from responder.message import analyse
+from tests.corpus_cases import corpus_path
+from tests.harness import Harness, gmail_reply, reply
+
+SMALL = ParsingSettings(max_message_bytes=200_000)
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def timed(raw: bytes, parsing: ParsingSettings = SMALL) -> float:
+    started = time.monotonic()
+    facts = analyse(raw, parsing)
+    assert facts.key  # always something to record it under
+    return time.monotonic() - started
+
+
+@FAST
+@given(st.binary(max_size=20_000))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    assert timed(raw) < 5
+
+
+@FAST
+@given(st.binary(max_size=5_000))
+def test_arbitrary_bytes_after_a_real_header_never_raise(body: bytes) -> None:
+    raw = b"From: a@example.com\r\nSubject: Re: [ID:12]\r\nContent-Type: text/plain\r\n\r\n"
+    assert timed(raw + body) < 5
+
+
+CHARSETS = st.sampled_from(["utf-8", "iso-8859-1", "utf-16", "x-unknown", "shift_jis", "koi8-r"])
+ENCODINGS = st.sampled_from(["7bit", "base64", "quoted-printable", "8bit", "x-uuencode", "bogus"])
+
+
+def leaf(draw: st.DrawFn) -> Message:
+    text = draw(st.text(max_size=300))
+    part = MIMEText("", draw(st.sampled_from(["plain", "html", "calendar"])))
+    part.set_payload(text.encode("utf-8", "surrogatepass").decode("ascii", "surrogateescape"))
+    del part["Content-Transfer-Encoding"]
+    part["Content-Transfer-Encoding"] = draw(ENCODINGS)
+    part.set_param("charset", draw(CHARSETS))
+    if draw(st.booleans()):
+        part["Content-Disposition"] = draw(st.sampled_from(["attachment", "inline", "x; y"]))
+    return part
+
+
+@st.composite
+def mime_tree(draw: st.DrawFn, depth: int = 0) -> Message:
+    if depth > 6 or draw(st.integers(0, 3)) == 0:
+        return leaf(draw)
+    node = MIMEMultipart(draw(st.sampled_from(["mixed", "alternative", "related", "digest"])))
+    for _ in range(draw(st.integers(0, 4))):
+        node.attach(draw(mime_tree(depth + 1)))
+    if draw(st.booleans()):
+        node.set_boundary(draw(st.sampled_from(["", "--", "a" * 80, "b c", "x"])) or "y")
+    return node
+
+
+@FAST
+@given(mime_tree(), st.sampled_from([b"", b"\r\n", b"--", b"\x00\xff"]))
+def test_arbitrary_mime_trees_never_raise(tree: Message, tail: bytes) -> None:
+    tree["From"] = "Alice <alice@example.com>"
+    tree["Subject"] = "Re: Approval [ID:1234]"
+    raw = tree.as_bytes() + tail
+    assert timed(raw) < 5
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@example.com\r\nSubject: x\r\n"
+        + b"".join(
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+            for i in range(5000)
+        ),
+        b"From: a@example.com\r\nSubject: [ID:1]\r\n\r\nApprove\r\n" + b"> quoted\r\n" * 18_000,
+        b"From: a@example.com\r\nSubject: [ID:1]\r\nContent-Type: text/html\r\n\r\n"
+        + b"<div>" * 30_000,
+        b"From: a@example.com\r\nSubject: [ID:1]\r\n\r\n" + b"\xff\xfe\x00" * 60_000,
+        b"Subject: " + b"=?utf-8?b?" * 20_000 + b"\r\n\r\nx",
+    ],
+    ids=["nesting", "quotes", "html", "binary", "encoded-words"],
+)
+def test_pathological_messages_stay_bounded(raw: bytes) -> None:
+    assert timed(raw) < 5
+
+
+def test_too_large_is_unreadable_with_the_reason_and_keeps_its_identity() -> None:
+    raw = gmail_reply("alice@example.com", 1234, "Approve") + b"x" * 300_000
+    facts = analyse(raw, SMALL)
+    assert facts.unreadable and "too large" in facts.unreadable
+    assert (facts.sender, facts.ticket_id, facts.decision) == ("alice@example.com", 1234, None)
+
+
+def corpus_seeds() -> list[Path]:
+    corpus = corpus_path()
+    folder = corpus / "mail-parser" / "tests" / "mails" if corpus else None
+    return sorted(folder.iterdir()) if folder and folder.is_dir() else []
+
+
+@pytest.mark.skipif(not corpus_seeds(), reason="corpus not available")
+@FAST
+@given(st.data())
+def test_mutated_corpus_mails_never_raise(data: st.DataObject) -> None:
+    raw = bytearray(data.draw(st.sampled_from(corpus_seeds())).read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        if not raw:
+            break
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    assert timed(bytes(raw[:cut])) < 5
+
+
+async def test_a_huge_message_is_filed_as_failed_and_the_service_goes_on(
+    harness: Harness,
+) -> None:
+    harness.overrides = {"parsing": {"max_message_bytes": 100_000}}
+    huge = reply("alice@example.com", "Re: Approval [ID:1234]", "Approve\n" + "y" * 400_000)
+    harness.deliver(huge)
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+
+    result = await harness.once()
+
+    outcomes = {r.sender: (r.outcome, r.reason) for r in result.reports}
+    assert outcomes["alice@example.com"][0] == "failed"
+    assert "too large" in outcomes["alice@example.com"][1]
+    assert outcomes["bob@example.com"][0] == "rejected"
+    assert len(harness.folder("Approvals/Failed")) == 1
+    assert harness.halo.approver(1234, 1)["result"] is None
