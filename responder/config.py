@@ -80,6 +80,9 @@ class HaloSettings(Section):
     # All decisions of a pass in one POST (Halo takes an array), confirmed from the POST's
     # answer when it shows the result ("response"), else by re-reading the ticket.
     batch_decisions: bool = True
+    # Halo work of one pass that takes longer is left for the next pass, so that one
+    # slow Halo call never holds up the mail behind it (a late POST is re-read first).
+    pass_deadline_seconds: float = Field(default=10.0, gt=0)
     confirm: Literal["response", "reread"] = "response"
 
     @property

@@ -31,7 +31,7 @@ from responder.answers import compose, template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
 from responder.decision import Grammar
-from responder.halo import HaloClient, HaloError, HaloRejected
+from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
 from responder.ledger import Ledger, Row
 from responder.mailbox import Incoming, Mailbox, MailboxError
 from responder.message import Facts, analyse, normalise_address
@@ -289,6 +289,7 @@ class Responder:
         return item.plan
 
     async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | HaloError | None]:
+        """Read each ticket once, concurrently; a read past the deadline waits for next pass."""
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(ticket_id: int) -> Ticket | HaloError | None:
@@ -299,8 +300,17 @@ class Responder:
                     return exc
 
         unique = sorted(set(ids))
-        found = await asyncio.gather(*(one(i) for i in unique))
-        return dict(zip(unique, found, strict=True))
+        tasks = [asyncio.ensure_future(one(i)) for i in unique]
+        if not tasks:
+            return {}
+        await asyncio.wait(tasks, timeout=self.settings.halo.pass_deadline_seconds)
+        late = HaloUnavailable(
+            f"no answer within {self.settings.halo.pass_deadline_seconds:g} s; next pass"
+        )
+        for task in tasks:
+            task.cancel()  # a no-op for those done
+        return {i: t.result() if t.done() and not t.cancelled() else late
+                for i, t in zip(unique, tasks, strict=True)}
 
     # -- 4. submit and confirm --------------------------------------------------
 
@@ -314,8 +324,15 @@ class Responder:
         for item in items:
             self._record_submitting(item)
         subs = [it.plan.submission for it in items if it.plan and it.plan.submission]
+        deadline = self.settings.halo.pass_deadline_seconds
         try:
-            records = await self.halo.submit(subs)
+            # Past the deadline the POST is abandoned like a timeout: it may have landed,
+            # so the rows stay "submitting" and the next pass re-reads before posting.
+            records = await asyncio.wait_for(self.halo.submit(subs), deadline)
+        except TimeoutError:
+            self._set_all(items, _halo_failure(HaloUnavailable(
+                f"no answer to the decision within {deadline:g} s; re-read next pass")))
+            return
         except HaloRejected as exc:
             if len(items) > 1:  # one bad entry must not sink the others: isolate it
                 for item in items:

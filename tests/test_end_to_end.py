@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from tests.harness import Harness, gmail_reply, outlook_reply, reply
@@ -213,3 +215,38 @@ async def test_a_backlog_reports_progress(harness: Harness) -> None:
 
     assert shown[0] == "3 messages, 3 to look up in Halo"
     assert shown[-1] == "filed 3/3"
+
+
+async def test_a_slow_halo_does_not_hold_up_the_mailbox(harness: Harness) -> None:
+    harness.overrides = {"halo": {"pass_deadline_seconds": 0.5}}
+    harness.halo.faults.latency = 3.0
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+
+    started = time.monotonic()
+    first = await harness.once()
+
+    assert time.monotonic() - started < 2.5  # not 3 s per call, let alone retries
+    assert [r.outcome for r in first.reports] == ["pending"]
+    harness.halo.faults.latency = 0.0
+    second = await harness.once()
+    assert [r.outcome for r in second.reports] == ["approved"]
+
+
+async def test_a_decision_abandoned_past_the_deadline_is_not_posted_twice(
+    harness: Harness,
+) -> None:
+    harness.overrides = {"halo": {"pass_deadline_seconds": 0.5}}
+    harness.halo.faults.delay_before_apply = 1.0  # Halo applies it after we gave up
+    harness.deliver(gmail_reply("alice@example.com", 1300, "Approve"))
+
+    first = await harness.once()
+    assert [r.outcome for r in first.reports] == ["pending"]
+    await asyncio.sleep(1.2)
+    harness.halo.faults.clear()
+    second = await harness.once()
+
+    assert [r.outcome for r in second.reports] == ["approved"]
+    assert harness.halo.approver(1300, 4)["result"] == 1
+    assert harness.halo.count("POST", "/api/ticketapproval") == 1
+    assert harness.halo.duplicate_decisions == 0
+    assert len(harness.answers()) == 1
