@@ -12,17 +12,15 @@ approvers of ticket 1234 are alice@ and bob@example.com (see ``tests/conftest.py
 
 from __future__ import annotations
 
-import base64
 import email
 from collections.abc import Callable, Sequence
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from responder.authenticity import DkimResult, verify_dkim
 from responder.worker import PassResult
+from tests.dkim_keys import new_dkim_key
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, reply
 
 RECEIVED = "from mail.example.com (mail.example.com [192.0.2.10]) by mx.test.example"
@@ -436,16 +434,7 @@ async def test_the_limit_is_per_sender(harness: Harness) -> None:
 @pytest.fixture(scope="module")
 def keys() -> tuple[bytes, bytes]:
     """A private key (PEM) and its DNS TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return new_dkim_key()
 
 
 def signed(raw: bytes, domain: str, private: bytes) -> bytes:

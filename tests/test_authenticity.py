@@ -8,15 +8,12 @@ Authentication-Results above its Received: line, and whatever the sender wrote
 
 from __future__ import annotations
 
-import base64
 import email
 import email.message
 from collections.abc import Callable
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +26,7 @@ from responder.authenticity import (
     verify_dkim,
 )
 from responder.config import SecuritySettings
+from tests.dkim_keys import new_dkim_key
 
 OURS = "mx.example.org"
 REQUIRE = SecuritySettings(policy="require", trusted_authserv_id=(OURS,))
@@ -282,16 +280,7 @@ Signer = Callable[[bytes], bytes]
 @pytest.fixture(scope="module")
 def keys() -> tuple[bytes, bytes]:
     """A fresh RSA key: the private key in PEM, and its DNS TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return new_dkim_key()
 
 
 def dns(records: dict[bytes, bytes]) -> Callable[..., bytes | None]:
