@@ -60,9 +60,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_recipient ON outbox (recipient, created_at);
         """,
     ),
+    (
+        # responder replay: a replayed message may be answered once more, once per replay
+        "0002_replays",
+        """
+        ALTER TABLE messages ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE outbox_new (
+            id INTEGER PRIMARY KEY,
+            message_key TEXT NOT NULL REFERENCES messages (key),
+            replay INTEGER NOT NULL DEFAULT 0,     -- messages.replays when it was queued
+            recipient TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (message_key, replay)
+        );
+        INSERT INTO outbox_new (id, message_key, recipient, raw, state, attempts, last_error,
+                                created_at, sent_at)
+            SELECT id, message_key, recipient, raw, state, attempts, last_error, created_at,
+                   sent_at FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_new RENAME TO outbox;
+        CREATE INDEX outbox_recipient ON outbox (recipient, created_at);
+        """,
+    ),
 ]
 
 SEEN, SUBMITTING, DECIDED, ANSWERED, FILED = "seen", "submitting", "decided", "answered", "filed"
+REPLAY = "replay"  # the outcome of a message put back by ``responder replay``, until its pass
 
 
 def _now() -> str:
@@ -155,6 +183,25 @@ class Ledger:
                 (key, fields["updated_at"], *fields.values()),
             )
 
+    def by_message_id(self, message_id: str) -> Row | None:
+        """The row of a Message-ID, given with or without its angle brackets."""
+        bare = message_id.strip().removeprefix("<").removesuffix(">")
+        row = self.db.execute(
+            "SELECT * FROM messages WHERE key IN (?, ?) OR message_id IN (?, ?) "
+            "ORDER BY created_at LIMIT 1",
+            (f"<{bare}>", bare, f"<{bare}>", bare),
+        ).fetchone()
+        return Row.from_sql(row) if row else None
+
+    def mark_replay(self, key: str) -> None:
+        """Let the next pass treat a filed message as new; its evidence columns stay."""
+        self.db.execute(
+            "UPDATE messages SET state = ?, outcome = ?, replays = replays + 1, "
+            "reason = 'replay of ' || COALESCE(outcome, '?') || ': ' || COALESCE(reason, ''), "
+            "updated_at = ? WHERE key = ?",
+            (SEEN, REPLAY, _now(), key),
+        )
+
     def in_state(self, *states: str) -> list[Row]:
         marks = ", ".join("?" * len(states))
         rows = self.db.execute(f"SELECT * FROM messages WHERE state IN ({marks})", states)
@@ -176,11 +223,11 @@ class Ledger:
     # -- outbox -----------------------------------------------------------------
 
     def queue_answer(self, message_key: str, recipient: str, raw: bytes) -> bool:
-        """Queue one answer per message; False when one was queued before."""
+        """Queue one answer per message (and replay); False when one was queued before."""
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO outbox (message_key, recipient, raw, created_at) "
-            "VALUES (?, ?, ?, ?)",
-            (message_key, recipient, raw, _now()),
+            "INSERT OR IGNORE INTO outbox (message_key, replay, recipient, raw, created_at) "
+            "VALUES (?, COALESCE((SELECT replays FROM messages WHERE key = ?), 0), ?, ?, ?)",
+            (message_key, message_key, recipient, raw, _now()),
         )
         return cursor.rowcount == 1
 
@@ -200,6 +247,18 @@ class Ledger:
             (max_attempts,),
         )
         return [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+    def drop_stale_answers(self, max_attempts: int) -> list[str]:
+        """Give up on answers the SMTP server refused too often; returns their messages."""
+        rows = self.db.execute(
+            "SELECT message_key FROM outbox WHERE state = 'pending' AND attempts >= ?",
+            (max_attempts,),
+        ).fetchall()
+        self.db.execute(
+            "UPDATE outbox SET state = 'dropped' WHERE state = 'pending' AND attempts >= ?",
+            (max_attempts,),
+        )
+        return [str(r[0]) for r in rows]
 
     def answer_sent(self, item_id: int) -> None:
         self.db.execute(

@@ -77,7 +77,11 @@ class SmtpSender:
             await client.login(s.username, s.password.get_secret_value())
 
     async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
-        """Send (recipient, raw) pairs over one connection; an error text per failure."""
+        """Send (recipient, raw) pairs over one connection: None or an error per message.
+
+        The list is shorter than ``messages`` when the connection broke: the rest were not
+        tried. SmtpError when no connection or sign-in was possible at all.
+        """
         if not messages:
             return []
         client = self._client()
@@ -86,22 +90,22 @@ class SmtpSender:
             await self._login(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()  # a refused sign-in leaves the connection open
-            return [self._describe(exc)] * len(messages)
+            raise SmtpError(self._describe(exc)) from None
         results: list[str | None] = []
         try:
             for recipient, raw in messages:
                 try:
                     await client.sendmail(self.settings.from_, [recipient], raw)
                     results.append(None)
-                except aiosmtplib.SMTPResponseException as exc:
-                    results.append(self._describe(exc))
+                except (aiosmtplib.SMTPResponseException,
+                        aiosmtplib.SMTPRecipientsRefused) as exc:
+                    results.append(self._describe(exc))  # this one refused; go on
                 except (aiosmtplib.SMTPException, OSError) as exc:
                     results.append(self._describe(exc))
-                    break
+                    break  # the connection is gone
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
-        results.extend(["connection lost"] * (len(messages) - len(results)))
         return results
 
     async def check(self) -> str:

@@ -37,12 +37,13 @@ from responder.mailbox import Incoming, Mailbox, MailboxError
 from responder.message import Facts, analyse, normalise_address
 from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
-from responder.smtp import SmtpSender
+from responder.smtp import SmtpError, SmtpSender
 from responder.tickets import Approver, Result, Submission, Ticket
 
 log = logging.getLogger("responder")
 
 DkimVerifier = Callable[[bytes], Sequence[DkimResult]]
+MAX_ANSWER_ATTEMPTS = 50  # real delivery attempts (refusals), not passes while SMTP is down
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Item:
     ticket: Ticket | None = None
     row: Row | None = None
     reconcile: bool = False  # a POST may have reached Halo before a crash: re-read first
+    halo_status: str | None = None  # what Halo answered to our decision, for the ledger
 
 
 @dataclass
@@ -330,19 +332,22 @@ class Responder:
             # so the rows stay "submitting" and the next pass re-reads before posting.
             records = await asyncio.wait_for(self.halo.submit(subs), deadline)
         except TimeoutError:
-            self._set_all(items, _halo_failure(HaloUnavailable(
-                f"no answer to the decision within {deadline:g} s; re-read next pass")))
+            failure = HaloUnavailable(f"no answer within {deadline:g} s; re-read next pass")
+            self._set_all(items, _halo_failure(failure), str(failure))
             return
         except HaloRejected as exc:
             if len(items) > 1:  # one bad entry must not sink the others: isolate it
                 for item in items:
                     await self._submit([item])
                 return
-            self._set_all(items, Plan(Outcome.FAILED, f"Halo refused the decision: {exc}"))
+            self._set_all(items, Plan(Outcome.FAILED, f"Halo refused the decision: {exc}"),
+                          f"{exc.status} {exc.excerpt}")
             return
         except HaloError as exc:
-            self._set_all(items, _halo_failure(exc))
+            self._set_all(items, _halo_failure(exc), str(exc))
             return
+        for item in items:
+            item.halo_status = f"POST 200 ({len(subs)} in one call)"
         await self._confirm(items, records if self.settings.halo.confirm == "response" else None)
 
     async def _confirm(self, items: list[Item], records: list[Approver] | None) -> None:
@@ -356,17 +361,22 @@ class Responder:
             assert item.plan is not None
             if key in shown and shown[key].result:
                 item.plan = confirm(item.plan, shown[key])
+                item.halo_status = f"{item.halo_status}; result {shown[key].result} in its answer"
                 continue
             found = reread.get(key[0])
             if isinstance(found, HaloError):
                 item.plan = _halo_failure(found)  # reconciled by re-reading on the next pass
                 item.reconcile = True
                 continue
-            item.plan = confirm(item.plan, found.approver(key[1]) if found else None)
+            approver = found.approver(key[1]) if found else None
+            item.plan = confirm(item.plan, approver)
+            result = approver.result if approver else None
+            item.halo_status = f"{item.halo_status}; re-read shows result {result}"
 
-    def _set_all(self, items: list[Item], plan: Plan) -> None:
+    def _set_all(self, items: list[Item], plan: Plan, halo_status: str) -> None:
         for item in items:
             item.plan = replace(plan, submission=item.plan.submission if item.plan else None)
+            item.halo_status = halo_status
 
     # -- 5. record, answer ------------------------------------------------------
 
@@ -387,6 +397,7 @@ class Responder:
     def _facts_columns(self, item: Item) -> dict[str, Any]:
         f = item.facts
         return {
+            **({"halo_status": item.halo_status[:500]} if item.halo_status else {}),
             "message_id": f.message_id,
             "content_hash": f.content_hash,
             "sender": f.sender,
@@ -442,16 +453,23 @@ class Responder:
 
     async def send_outbox(self) -> tuple[int, int]:
         """Send every queued answer; failures stay queued for the next pass."""
-        pending = self.ledger.pending_answers()
-        errors = await self.smtp.send_many([(p.recipient, p.raw) for p in pending])
-        for item, error in zip(pending, errors, strict=True):
+        for stale in self.ledger.drop_stale_answers(MAX_ANSWER_ATTEMPTS):
+            log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
+        pending = self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
+        try:
+            errors = await self.smtp.send_many([(p.recipient, p.raw) for p in pending])
+        except SmtpError as exc:  # not one was tried: no attempt counted
+            if pending:
+                log.warning("%d answers not sent yet: %s", len(pending), exc)
+            return 0, len(pending)
+        for item, error in zip(pending, errors, strict=False):
             if error is None:
                 self.ledger.answer_sent(item.id)
             else:
                 log.warning("answer to %s not sent yet: %s", item.recipient, error)
                 self.ledger.answer_failed(item.id, error)
-        failed = sum(e is not None for e in errors)
-        return len(errors) - failed, failed
+        sent = sum(e is None for e in errors)
+        return sent, len(pending) - sent
 
     # -- 6. file ----------------------------------------------------------------
 

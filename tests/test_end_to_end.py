@@ -38,6 +38,7 @@ async def test_an_outlook_approval_is_recorded_answered_filed_and_remembered(
     assert (row["message_id"], row["sender"], row["ticket_id"], row["seq"]) == (
         original_id, "alice@example.com", 1234, 1)
     assert (row["decision"], row["outcome"], row["state"]) == ("approve", "approved", "filed")
+    assert row["halo_status"] == "POST 200 (1 in one call); result 1 in its answer"
 
 
 async def test_a_gmail_rejection_keeps_its_note(harness: Harness) -> None:
@@ -250,3 +251,16 @@ async def test_a_decision_abandoned_past_the_deadline_is_not_posted_twice(
     assert harness.halo.count("POST", "/api/ticketapproval") == 1
     assert harness.halo.duplicate_decisions == 0
     assert len(harness.answers()) == 1
+
+
+async def test_a_refused_answer_does_not_hold_up_the_others(harness: Harness) -> None:
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+    harness.sink.refuse_next(1)  # the first recipient of the pass: 451, try later
+
+    first = await harness.once()
+
+    assert (first.answers_sent, first.answers_failed) == (1, 1)
+    second = await harness.once()
+    assert (second.answers_sent, second.answers_failed) == (1, 0)
+    assert sorted(a["To"] for a in harness.answers()) == ["alice@example.com", "bob@example.com"]

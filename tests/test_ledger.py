@@ -23,7 +23,7 @@ def test_states_survive_a_restart(tmp_path: Path) -> None:
     row = again.find("<a@x>", "h")
     assert row is not None and (row.state, row.outcome) == (FILED, "approved")
     names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM migrations")]
-    assert names == ["0001_messages_and_outbox"]
+    assert names == ["0001_messages_and_outbox", "0002_replays"]
 
 
 def test_one_answer_per_message_and_a_count_per_recipient(tmp_path: Path) -> None:
@@ -37,3 +37,14 @@ def test_one_answer_per_message_and_a_count_per_recipient(tmp_path: Path) -> Non
     assert ledger.outbox_size() == 1
     ledger.answer_sent(item.id)
     assert ledger.pending_answers() == [] and ledger.outbox_size() == 0
+
+
+def test_answers_refused_too_often_are_dropped_not_retried_forever(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    ledger.record("<a@x>", state=SUBMITTING, content_hash="h")
+    ledger.queue_answer("<a@x>", "alice@example.com", b"raw")
+    [item] = ledger.pending_answers(3)
+    for _ in range(3):
+        ledger.answer_failed(item.id, "550 no such user")
+    assert ledger.drop_stale_answers(3) == ["<a@x>"]
+    assert ledger.pending_answers(3) == [] and ledger.outbox_size() == 0

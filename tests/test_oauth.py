@@ -24,7 +24,7 @@ from responder.imap import ImapMailbox
 from responder.mailbox import MailboxError
 from responder.oauth import ClientCredentials, GoogleTokens, MicrosoftTokens, TokenError
 from responder.service import check
-from responder.smtp import SmtpSender
+from responder.smtp import SmtpError, SmtpSender
 from tests.fixtures_mail import new_mail_user
 from tests.idp import BearerSmtpSink, StandinIdp
 from tests.servers import Dovecot
@@ -259,8 +259,10 @@ async def test_smtp_refusal_keeps_tokens_out_of_the_error(
 ) -> None:
     user = "sender4@example.org"
     sender = SmtpSender(smtp_settings(smtp, user, idp.add_client("not-" + user)))
-    [error] = await sender.send_many([("a@example.org", MAIL)])
-    assert error is not None and "535" in error
+    with pytest.raises(SmtpError) as refused:
+        await sender.send_many([("a@example.org", MAIL)])
+    error = str(refused.value)
+    assert "535" in error
     tokens = idp.tokens_for("not-" + user)
     assert len(tokens) == 2 and not any(t.token in error for t in tokens)
     assert smtp.received() == []
