@@ -419,3 +419,34 @@ def test_sighup_reloads_the_config(harness: Harness, tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert b"config reloaded" in out
+
+
+async def test_a_uidvalidity_change_between_passes_loses_and_doubles_nothing(
+    harness: Harness,
+) -> None:
+    """The mailbox is renumbered under a live connection (restore from backup, migration)."""
+    from responder.service import responder
+
+    harness.halo.faults.fail_next(503, times=20)
+    harness.overrides = {"halo": {"max_retries": 0}}
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    async with responder(harness.settings) as worker:
+        first = await worker.run_once()
+        assert [r.outcome for r in first.reports] == ["pending"]
+        subprocess.run(
+            ["doveadm", "-c", str(harness.dovecot.config_path), "mailbox", "update",
+             "-u", harness.user, "--uid-validity", "4242", "INBOX"],
+            check=True, capture_output=True,
+        )
+        probe = harness.dovecot.connect(harness.user)
+        assert probe.select_folder("INBOX")[b"UIDVALIDITY"] == 4242
+        probe.logout()
+        harness.halo.faults.clear()
+        harness.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+        second = await worker.run_once()
+
+    assert sorted(r.outcome for r in second.reports) == ["approved", "rejected"]
+    assert harness.halo.count("POST", "/api/ticketapproval") == 1
+    assert harness.halo.duplicate_decisions == 0
+    assert harness.folder("INBOX") == [] and len(harness.folder("Approvals/Done")) == 2
+    assert len(harness.answers()) == 2
