@@ -6,6 +6,7 @@
     responder run     --config config.toml  serve: wait for mail with IMAP IDLE
     responder explain MESSAGE.eml [--json]  what the responder reads in one message
     responder audit   --config config.toml  the ledger as CSV or JSON lines (evidence per decision)
+    responder replay  MESSAGE-ID --config config.toml  run one filed message again (idempotent)
 
 Exit codes: 0 all went well; 1 something failed (details on stderr); 2 bad usage or
 config.
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="csv (default) or json (one object per line)")
     p.add_argument("--since", type=_date, help="only messages recorded since (YYYY-MM-DD)")
     p.add_argument("--instance", help="only this [instances.NAME] of the config")
+    p = command("replay", _replay, "put one filed message back and run a pass, once its "
+                "cause is fixed (an approved or rejected message is left alone)")
+    p.add_argument("message_id", metavar="MESSAGE-ID", help="its Message-ID (<> optional)")
+    p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
+    p.add_argument("--instance", help="only this [instances.NAME] of the config")
+    p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("explain", _explain, "show what the responder reads in one message")
     p.add_argument("message", type=Path, help="an .eml file ('-' for standard input)")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -219,6 +226,25 @@ def _audit(args: argparse.Namespace) -> int:
         finally:
             ledger.close()
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from responder.replay import Replayed, replay
+
+    done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
+    name = ""
+    for name, settings in _instances(args).items():
+        done = asyncio.run(replay(settings, args.message_id, name, _progress(name)))
+        if done.status != "unknown":
+            break
+    if sys.stderr.isatty() and done.status not in ("unknown", "decided", "not-found"):
+        sys.stderr.write("\n")
+    if args.json:
+        instance = name if done.status != "unknown" else None
+        print(json.dumps({"instance": instance, **done.as_json()}))
+    else:
+        print(f"{done.message_id}: {done.detail}")
+    return 0 if done.ok else 1
 
 
 def _read(path: Path) -> bytes | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
 import logging
 import secrets
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from imapclient import DELETED, IMAPClient
@@ -36,6 +38,7 @@ from imapclient.exceptions import (
 
 from responder.config import ImapSettings
 from responder.mailbox import Incoming, MailboxError
+from responder.message import message_id as message_id_of
 from responder.oauth import TokenError, TokenSource, token_source
 
 log = logging.getLogger("responder.imap")
@@ -178,6 +181,16 @@ def signals_mail(responses: Iterable[Any]) -> bool:
     return False
 
 
+def arrival(internaldate: Any) -> datetime | None:
+    """INTERNALDATE as an aware UTC time (imapclient gives naive local time by default)."""
+    if not isinstance(internaldate, datetime):
+        return None
+    when: datetime = internaldate
+    if when.tzinfo is None:
+        when = when.astimezone()  # naive: the local time of this machine
+    return when.astimezone(UTC)
+
+
 def _batches(uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
     batches: list[list[int]] = []
     total = _WHOLE_BATCH_BYTES
@@ -240,6 +253,10 @@ class ImapMailbox:
         except ValueError:
             raise MailboxError(f"not an IMAP UID: {ref!r}") from None
         await self._call(lambda: self._retrying(lambda c: self._move(c, uid, folder)))
+
+    async def restore(self, message_id: str, folder: str) -> bool:
+        work = lambda c: self._restore(c, message_id, folder)  # noqa: E731
+        return await self._call(lambda: self._retrying(work))
 
     async def wait_for_mail(self, timeout: float) -> bool:
         stop = threading.Event()
@@ -491,7 +508,7 @@ class ImapMailbox:
     def _fetch_uids(self, client: Any, uids: list[int]) -> list[Incoming]:
         if not uids:
             return []
-        meta = client.fetch(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
+        meta = client.fetch(uids, ["RFC822.SIZE", "BODYSTRUCTURE", "INTERNALDATE"])
         sizes = {uid: int(meta[uid][b"RFC822.SIZE"]) for uid in uids if uid in meta}
         whole: list[int] = []
         partial: dict[tuple[str, ...], list[int]] = {}
@@ -507,7 +524,8 @@ class ImapMailbox:
         self._high_uid = max(self._high_uid, *uids)
         log.debug("imap fetched %d messages (%d whole)", len(raws), len(whole))
         return [
-            Incoming(str(uid), raws[uid], sizes[uid], partial=uid not in whole)
+            Incoming(str(uid), raws[uid], sizes[uid], partial=uid not in whole,
+                     arrived=arrival(meta[uid].get(b"INTERNALDATE")))
             for uid in uids
             if uid in raws
         ]
@@ -639,6 +657,31 @@ class ImapMailbox:
             else:  # plain EXPUNGE also removes whatever else was marked \Deleted
                 client.expunge()
         log.info("imap moved UID %d to %s", uid, target)
+
+    def _restore(self, client: Any, message_id: str, folder: str) -> bool:
+        """SEARCH HEADER Message-ID in ``folder`` (a substring match: checked exactly), then
+        drop our claim keywords and move it back; the watched folder is selected again."""
+        source = server_folder(folder, self._delimiter, self._prefix)
+        if source == self._folder or not client.folder_exists(source):
+            return False
+        client.select_folder(source)
+        try:
+            uids = sorted(client.search(["HEADER", "Message-ID", message_id]))
+            found = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
+            same = [uid for uid in uids if uid in found and any(
+                message_id_of(email.message_from_bytes(value)) == message_id
+                for name, value in found[uid].items() if name.startswith(b"BODY[HEADER"))]
+            if not same:
+                return False
+            uid = same[0]
+            marks = [f for f in (_text(x) for x in client.get_flags([uid]).get(uid, ()))
+                     if f.startswith(CLAIM_PREFIX) or f == LEASE_KEYWORD]
+            if marks:
+                client.remove_flags([uid], marks, silent=True)
+            self._move(client, uid, self._settings.folder)
+            return True
+        finally:
+            client.select_folder(self._folder)
 
     def _ensure_folder(self, client: Any, name: str) -> None:
         if name in self._known_folders:

@@ -47,6 +47,13 @@ class Mailbox(Protocol):
     async def move(self, ref: str, folder: str) -> None:
         """File a message into ``folder``, creating the folder if it is missing."""
 
+    async def restore(self, message_id: str, folder: str) -> bool:
+        """Move the message with this Message-ID from ``folder`` back to the watched folder.
+
+        For ``responder replay``. Claim marks are dropped, so any instance may take it up.
+        False when ``folder`` holds no such message (the oldest is taken if several do).
+        """
+
     async def wait_for_mail(self, timeout: float) -> bool:
         """Block until new mail may be there (IDLE push or a poll tick) or ``timeout``.
 

@@ -14,16 +14,19 @@ their flags (``:2,S``) go with them. Errors: ``OSError`` leaves as ``MailboxErro
 from __future__ import annotations
 
 import asyncio
+import email
 import logging
 import mailbox
 import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from responder.config import MaildirSettings
 from responder.mailbox import Incoming, MailboxError
+from responder.message import message_id as message_id_of
 
 log = logging.getLogger("responder.maildir")
 
@@ -55,6 +58,24 @@ def delivery_order(key: str, mtime: float) -> tuple[float, int, str]:
     counter = re.search(r"Q(\d+)", match.group(2))
     when = int(match.group(1)) + (int(micros.group(1)) / 1e6 if micros else 0.0)
     return (when, int(counter.group(1)) if counter else 0, key)
+
+
+def delivered_at(key: str, mtime: float | None) -> datetime | None:
+    """When the message was delivered: the time its key encodes, else its file's mtime."""
+    if _KEY_TIME.match(key) is None and mtime is None:
+        return None
+    return datetime.fromtimestamp(delivery_order(key, mtime or 0.0)[0], UTC)
+
+
+def read_header(path: Path, limit: int = 1 << 20) -> bytes:
+    """The header block of a message file (up to the first empty line, at most ``limit``)."""
+    header = b""
+    with path.open("rb") as fp:
+        for line in fp:
+            if line in (b"\r\n", b"\n") or len(header) > limit:
+                break
+            header += line
+    return header
 
 
 def folder_dir(root: Path, folder: str) -> Path:
@@ -119,6 +140,9 @@ class MaildirMailbox:
     async def move(self, ref: str, folder: str) -> None:
         await asyncio.to_thread(self._move, ref, folder)
 
+    async def restore(self, message_id: str, folder: str) -> bool:
+        return await asyncio.to_thread(self._restore, message_id, folder)
+
     async def wait_for_mail(self, timeout: float) -> bool:
         """Poll every ``poll_seconds`` (at most 0.5 s, so stopping is quick) until new keys."""
         deadline = time.monotonic() + timeout
@@ -156,7 +180,8 @@ class MaildirMailbox:
                 continue
             except OSError as exc:
                 raise MailboxError(f"maildir {entry.path}: {exc.strerror}") from None
-            found.append(Incoming(entry.key, raw, len(raw)))
+            found.append(Incoming(entry.key, raw, len(raw), arrived=delivered_at(
+                entry.key, entry.order[0])))
         self._handed_out = (self._handed_out & present) | {i.ref for i in found}
         self._stamp = None
         return found
@@ -208,7 +233,8 @@ class MaildirMailbox:
                 raw = path.read_bytes()
             except OSError as exc:
                 raise MailboxError(f"maildir {path}: {exc.strerror}") from None
-            found.append(Incoming(key, raw, len(raw)))
+            # The claimed file's mtime is our lease: only the key tells the delivery time.
+            found.append(Incoming(key, raw, len(raw), arrived=delivered_at(key, None)))
         self._stamp = None
         return found
 
@@ -243,6 +269,27 @@ class MaildirMailbox:
         self._handed_out.discard(ref)
         self._stamp = None
         log.info("maildir moved %s to %s", ref, folder)
+
+    def _restore(self, message_id: str, folder: str) -> bool:
+        """Scan ``folder`` for the Message-ID; rename the file back (filed files carry no
+        owner tag, so it is free for any instance)."""
+        source = folder_dir(self._root, folder)
+        if source == self._root or not (source / "cur").is_dir():
+            return False
+        try:
+            for entry in scan(source):
+                try:
+                    header = read_header(entry.path)
+                except FileNotFoundError:
+                    continue
+                if message_id_of(email.message_from_bytes(header)) == message_id:
+                    os.rename(entry.path, self._root / entry.path.parent.name / entry.path.name)
+                    log.info("maildir moved %s from %s back to the inbox", entry.key, folder)
+                    self._stamp = None
+                    return True
+        except OSError as exc:
+            raise MailboxError(f"maildir: cannot restore from {folder}: {exc.strerror}") from None
+        return False
 
     def _has_unseen(self) -> bool:
         """Keys that fetch_new has not handed out; the directories are listed only on change."""

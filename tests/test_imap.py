@@ -7,6 +7,7 @@ import email
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -362,3 +363,14 @@ async def test_idle_is_renewed_without_missing_mail(dovecot: Dovecot) -> None:
         assert time.monotonic() - await appended < 1.5
     finally:
         await box.close()
+
+
+async def test_arrival_is_the_internaldate_fetched_with_the_batch(
+    dovecot: Dovecot, imap_settings: ImapSettings, box: ImapMailbox
+) -> None:
+    dovecot.append(user_of(imap_settings), "INBOX", plain("just now"))
+    [fetched] = await box.fetch_new()
+    [claimed] = await box.claim_new("me", timeout=60)
+    for got in (fetched, claimed):
+        assert got.arrived is not None and got.arrived.tzinfo is not None
+        assert abs((datetime.now(UTC) - got.arrived).total_seconds()) < 5

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,17 @@ async def test_dovecot_sees_the_folders_we_file_into() -> None:
         assert "Approvals/Done" in server.folders(user)
         assert server.folder_messages(user, "Approvals/Done") == [sent]
         assert server.folder_messages(user, "INBOX") == []
+
+
+async def test_arrival_is_the_delivery_time(root: Path, box: MaildirMailbox) -> None:
+    """The time in the key (as MTAs write it), else the file's mtime; a claimed file's
+    mtime is its lease, so there only the key tells."""
+    deliver(root, plain("just now"))
+    (root / "new" / "odd-name").write_bytes(plain("a key without a time"))
+    for got in await box.fetch_new():
+        assert got.arrived is not None
+        assert abs((datetime.now(UTC) - got.arrived).total_seconds()) < 5, got.ref
+    arrived = {m.ref: m.arrived for m in await box.claim_new("me", timeout=60)}
+    assert arrived.pop("odd-name") is None
+    [when] = arrived.values()
+    assert when is not None and abs((datetime.now(UTC) - when).total_seconds()) < 5
