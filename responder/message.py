@@ -21,7 +21,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
-from responder.body import read_bodies
+from responder.body import parse_message, read_bodies
 from responder.config import ParsingSettings
 from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
 from responder.reply import extract_reply
@@ -109,7 +109,7 @@ def analyse(
         return replace(facts, content_hash=hashlib.sha256(raw).hexdigest(), unreadable=why,
                        decision=None, note=None, reply_text="")
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        msg = parse_message(raw)
         return _read(msg, raw, parsing, grammar)
     except Exception as exc:
         return Facts(
