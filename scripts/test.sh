@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need, then runs them.
-#   - Dovecot (IMAP) from Debian's packages, when it is missing (the tests start it themselves)
+#   - Dovecot (IMAP) and openssl from Debian's packages, when missing (the tests start Dovecot)
 #   - the package with its [test] extras, in .venv
 # Extra arguments go to pytest, e.g. scripts/test.sh -k imap
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+missing=()
+[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests' certificates
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "installing Dovecot (dovecot-imapd) for the IMAP tests ..."
+  echo "installing ${missing[*]} for the tests ..."
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
