@@ -2,7 +2,8 @@
 # The README's test command: installs what the tests need, then runs them.
 #   - Dovecot (IMAP) and openssl from Debian's packages, when missing (the tests start Dovecot)
 #   - the package with its [test] extras, in .venv
-# Extra arguments go to pytest, e.g. scripts/test.sh -k imap
+# Extra arguments go to pytest, e.g. scripts/test.sh -k imap. With CI=true it runs
+# ruff and mypy --strict first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if [ "${CI:-}" = "true" ]; then  # CI also holds the code to the linters, before the tests
+  .venv/bin/ruff check responder tests scripts
+  .venv/bin/mypy
+fi
 exec .venv/bin/python -m pytest "$@"
