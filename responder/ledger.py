@@ -12,7 +12,6 @@ decisions. Schema changes are named migrations, applied once, in a transaction.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,11 +201,6 @@ class Ledger:
             (SEEN, REPLAY, _now(), key),
         )
 
-    def in_state(self, *states: str) -> list[Row]:
-        marks = ", ".join("?" * len(states))
-        rows = self.db.execute(f"SELECT * FROM messages WHERE state IN ({marks})", states)
-        return [Row.from_sql(r) for r in rows]
-
     def rows(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Every message row as a dict (for audit exports)."""
         query, args = "SELECT * FROM messages ORDER BY created_at", ()
@@ -215,12 +209,6 @@ class Ledger:
             args = (since.isoformat(),)  # type: ignore[assignment]
         for row in self.db.execute(query, args):
             yield dict(row)
-
-    def outcome_counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT outcome, COUNT(*) FROM messages GROUP BY outcome")
-        return {str(r[0]): int(r[1]) for r in rows}
-
-    # -- outbox -----------------------------------------------------------------
 
     def queue_answer(self, message_key: str, recipient: str, raw: bytes) -> bool:
         """Queue one answer per message (and replay); False when one was queued before."""
@@ -275,7 +263,3 @@ class Ledger:
     def outbox_size(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
                    .fetchone()[0])
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

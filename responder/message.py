@@ -168,13 +168,7 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
 def header_text(msg: Message, name: str) -> str:
     """A header decoded from RFC 2047 encoded-words, unfolded; '' when absent or broken."""
     value = msg.get(name)
-    if value is None:
-        return ""
-    try:
-        text = str(make_header(decode_header(str(value))))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        text = str(value)
-    return " ".join(text.split())
+    return "" if value is None else " ".join(header_text_value(value).split())
 
 
 def normalise_address(address: str) -> str:
@@ -209,6 +203,7 @@ def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
 
 
 def header_text_value(value: Any) -> str:
+    """RFC 2047 encoded-words decoded; the raw text where they are broken."""
     try:
         return str(make_header(decode_header(str(value))))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):

@@ -6,6 +6,9 @@ exceptions. The orchestrator carries a plan out; these functions only decide.
     triage(facts, verdict, ...)  -> Plan, or None when the ticket must be looked up
     match(facts, ticket, ...)    -> Plan (a submission, or why there is none)
     confirm(plan, approver)      -> Plan (approved/rejected once Halo shows our result)
+
+``Rules.from_settings`` reads what the settings say about these once, for the worker and
+for ``responder explain`` alike.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from responder.authenticity import Verdict
-from responder.config import FolderSettings
-from responder.decision import Decision
+from responder.config import FolderSettings, Settings
+from responder.decision import Decision, Grammar
 from responder.message import Facts, normalise_address
 from responder.tickets import Approver, Result, Submission, Ticket
 
@@ -167,3 +170,33 @@ def confirm(plan: Plan, approver: Approver | None) -> Plan:
                        reason="another decision was recorded first")
     return replace(plan, outcome=Outcome.FAILED,
                    reason="Halo accepted the submission but does not show it recorded")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings that reading, triage and matching depend on, normalised once."""
+
+    grammar: Grammar
+    own_addresses: frozenset[str]
+    aliases: Mapping[str, str]
+    max_age: timedelta
+    require_token: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        p = settings.parsing
+        return cls(
+            grammar=Grammar.build(p.languages, p.approve_words, p.reject_words),
+            own_addresses=frozenset({normalise_address(settings.smtp.from_)}),
+            aliases={normalise_address(k): normalise_address(v)
+                     for k, v in settings.matching.aliases.items()},
+            max_age=timedelta(days=settings.security.max_age_days),
+            require_token=settings.security.require_token,
+        )
+
+    def triage(self, facts: Facts, verdict: Verdict, now: datetime) -> Plan | None:
+        return triage(facts, verdict, own_addresses=self.own_addresses, now=now,
+                      max_age=self.max_age)
+
+    def match(self, facts: Facts, ticket: Ticket | None) -> Plan:
+        return match(facts, ticket, self.aliases, require_token=self.require_token)

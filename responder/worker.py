@@ -32,13 +32,12 @@ from responder import ledger as states
 from responder.answers import compose, template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
-from responder.decision import Grammar
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
 from responder.ledger import Ledger, Row
 from responder.mailbox import Incoming, Mailbox, MailboxError
-from responder.message import Facts, analyse, normalise_address
+from responder.message import Facts, analyse
 from responder.metrics import Metrics
-from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
+from responder.plan import Outcome, Plan, Rules, confirm, folder_for
 from responder.smtp import SmtpError, SmtpSender
 from responder.tickets import Approver, Result, Submission, Ticket
 
@@ -120,14 +119,8 @@ class Responder:
         self.metrics = metrics
         self.name = name  # the config instance, in logs and metrics
         self._progress = progress or (lambda text: None)  # a backlog's progress, for a terminal
-        p = settings.parsing
-        self.grammar = Grammar.build(p.languages, p.approve_words, p.reject_words)
+        self.rules = Rules.from_settings(settings)
         self.templates = template_environment(settings.answers.templates)
-        self.own_addresses = frozenset({normalise_address(settings.smtp.from_)})
-        self.aliases = {
-            normalise_address(k): normalise_address(v)
-            for k, v in settings.matching.aliases.items()
-        }
 
     # -- the loop ---------------------------------------------------------------
 
@@ -210,7 +203,7 @@ class Responder:
     # -- 1. read ----------------------------------------------------------------
 
     def _read(self, incoming: Incoming) -> Item:
-        facts = analyse(incoming.raw, self.settings.parsing, self.grammar)
+        facts = analyse(incoming.raw, self.settings.parsing, self.rules.grammar)
         item = Item(incoming, facts, row=self.ledger.find(facts.key, facts.content_hash))
         return item
 
@@ -232,13 +225,7 @@ class Responder:
             item.plan = Plan(Outcome.SUBMIT, "resuming a submission", _submission(row))
             return True
         item.verdict = self._authenticate(item)
-        item.plan = triage(
-            facts,
-            item.verdict,
-            own_addresses=self.own_addresses,
-            now=self.clock(),
-            max_age=timedelta(days=self.settings.security.max_age_days),
-        )
+        item.plan = self.rules.triage(facts, item.verdict, self.clock())
         return item.plan is None
 
     def _authenticate(self, item: Item) -> Verdict:
@@ -271,8 +258,7 @@ class Responder:
             if item.reconcile:
                 item.plan = self._reconciled(item)
             else:
-                item.plan = match(item.facts, found, self.aliases,
-                                  require_token=self.settings.security.require_token)
+                item.plan = self.rules.match(item.facts, found)
             sub = item.plan.submission if item.plan.outcome is Outcome.SUBMIT else None
             if sub is not None:
                 if (sub.ticket_id, sub.seq) in claimed:

@@ -148,6 +148,16 @@ class Harness:
                 if r.matches("POST", "/api/ticketapproval") and r.status == 200]
 
 
+def text_of(message: Message) -> str:
+    """The plain-text part of an answer, whitespace-normalised."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            return " ".join(payload.decode().split())
+    raise AssertionError("no text part")
+
+
 def _toml_table(name: str, values: dict[str, Any]) -> list[str]:
     """A TOML table (nested tables as [a.b]); enough for configs of strings and numbers."""
     lines = [f"[{name}]"]

@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -424,9 +423,3 @@ class SmtpSink:
         )
         # handled=False: aiosmtpd then answers a failure itself (else the client hangs).
         return AuthResult(success=ok, handled=False)
-
-
-@contextlib.contextmanager
-def running_dovecot(**kwargs: Any) -> Iterator[Dovecot]:
-    with Dovecot(**kwargs) as server:
-        yield server

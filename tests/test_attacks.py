@@ -21,7 +21,7 @@ import pytest
 from responder.authenticity import DkimResult, verify_dkim
 from responder.worker import PassResult
 from tests.dkim_keys import new_dkim_key
-from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, reply
+from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, reply, text_of
 
 RECEIVED = "from mail.example.com (mail.example.com [192.0.2.10]) by mx.test.example"
 APPROVAL_EMAIL = (
@@ -493,15 +493,6 @@ async def test_a_valid_signature_of_another_domain_is_quarantined(
     result = await harness.once(dkim_verifier=verifier({"sel._domainkey.evil.example.": record}))
 
     assert_untouched(harness, result, "quarantined")
-
-
-def text_of(message: email.message.Message) -> str:
-    for part in message.walk():
-        if part.get_content_type() == "text/plain":
-            payload = part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            return " ".join(payload.decode().split())
-    raise AssertionError("no text part")
 
 
 # -- Microsoft 365: results without an authserv-id -----------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.harness import Harness, gmail_reply, outlook_reply, reply
+from tests.harness import Harness, gmail_reply, outlook_reply, reply, text_of
 
 
 async def test_an_outlook_approval_is_recorded_answered_filed_and_remembered(
@@ -164,18 +164,6 @@ def reply_id(raw: bytes) -> str:
     import email
 
     return str(email.message_from_bytes(raw)["Message-ID"])
-
-
-def text_of(message: object) -> str:
-    from email.message import Message
-
-    assert isinstance(message, Message)
-    for part in message.walk():
-        if part.get_content_type() == "text/plain":
-            payload = part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            return " ".join(payload.decode().split())
-    raise AssertionError("no text part")
 
 
 async def test_a_site_template_replaces_the_built_in_one(harness: Harness, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Real Dovecot, the real SMTP sink, the stand-in Halo over HTTP with injected faul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,14 +43,22 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def start_cli(command: str, config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def cli_process(command: str, config: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``responder COMMAND`` in a process group of its own, killed (-9) if still running."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "responder.cli", command, "--config", str(config)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
 
 
 def run_cli(command: str, config: Path) -> subprocess.CompletedProcess[bytes]:
@@ -79,8 +88,7 @@ def test_kill_9_around_the_post_neither_doubles_nor_loses_the_decision(
         harness.halo.faults.delay_after_apply = 30.0  # applied in Halo, reply held back
     else:
         harness.halo.faults.delay_before_apply = 30.0  # held back before Halo applies it
-    proc = start_cli("once", config)
-    try:
+    with cli_process("once", config):  # killed -9 on the way out, the POST in flight
         if where == "after_apply":
             wait_for(lambda: approved(harness.halo), 20, "the POST applied")
         else:
@@ -90,9 +98,6 @@ def test_kill_9_around_the_post_neither_doubles_nor_loses_the_decision(
                 "submitting",
             )
             time.sleep(0.3)  # the POST is on its way
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
     [row] = harness.ledger_rows()
     assert row["state"] == "submitting"  # the crash came between the POST and the ledger
     harness.halo.faults.clear()
@@ -383,16 +388,11 @@ async def test_run_survives_an_imap_server_restart(
 def test_sigterm_finishes_the_message_in_hand(harness: Harness, tmp_path: Path) -> None:
     config = harness.write_config(tmp_path / "config.toml")
     harness.halo.faults.delay_after_apply = 2.0
-    proc = start_cli("run", config)
-    try:
+    with cli_process("run", config) as proc:
         harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
         wait_for(lambda: approved(harness.halo), 20, "the POST applied")
         proc.send_signal(signal.SIGTERM)  # mid-pass: Halo has not answered yet
         out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 0, out.decode()
     [row] = harness.ledger_rows()
     assert (row["state"], row["outcome"]) == ("filed", "approved")
@@ -402,8 +402,7 @@ def test_sigterm_finishes_the_message_in_hand(harness: Harness, tmp_path: Path) 
 
 def test_sighup_reloads_the_config(harness: Harness, tmp_path: Path) -> None:
     config = harness.write_config(tmp_path / "config.toml")
-    proc = start_cli("run", config)
-    try:
+    with cli_process("run", config) as proc:
         time.sleep(1.5)
         harness.overrides = {"folders": {"done": "Approvals/Reloaded"}}
         harness.write_config(config)
@@ -413,10 +412,6 @@ def test_sighup_reloads_the_config(harness: Harness, tmp_path: Path) -> None:
         wait_for(lambda: len(harness.folder("Approvals/Reloaded")) == 1, 20, "filed anew")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert b"config reloaded" in out
 
