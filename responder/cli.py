@@ -1,15 +1,9 @@
 """The ``responder`` command: parse arguments, load settings, call one function.
 
-    responder demo                          the whole pipeline on local stand-ins
-    responder check   --config config.toml  can every part be reached and signed in to?
-    responder once    --config config.toml  one pass over the mailbox, then exit (cron)
-    responder run     --config config.toml  serve: wait for mail with IMAP IDLE
-    responder explain MESSAGE.eml [--json]  what the responder reads in one message
-    responder audit   --config config.toml  the ledger as CSV or JSON lines (evidence per decision)
-    responder replay  MESSAGE-ID --config config.toml  run one filed message again (idempotent)
-
-Exit codes: 0 all went well; 1 something failed (details on stderr); 2 bad usage or
-config.
+Each command is added by a small ``_add_<command>`` function (its flags, help text,
+examples and exit codes) and run by a ``_<command>`` handler. ``main`` turns every
+failure an admin can meet into one sentence on stderr and a documented exit code
+(``EXIT_CODES``); a traceback is shown only with ``-v``.
 """
 
 from __future__ import annotations
@@ -19,7 +13,9 @@ import asyncio
 import csv
 import json
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,71 +23,253 @@ from typing import Any
 
 from responder import __version__
 from responder.config import ConfigError, Settings, load_instances, readable_by_others
-from responder.logs import setup_logging
+from responder.logs import redact, setup_logging
 
 log = logging.getLogger("responder")
+
+DESCRIPTION = """\
+Turns email replies to Halo approval requests (APPROVE / REJECT) into ticket approvals.
+
+It watches one mailbox (IMAP or Maildir), reads each reply the way a person would,
+checks that the sender is a pending approver of the ticket and really sent it, records
+the decision in Halo and answers the person. Start with `responder demo`, then write a
+config (see config.example.toml) and run `responder check --config config.toml`."""
+
+EXIT_CODES = """\
+exit codes:
+  0    all went well
+  1    something failed; one line on stderr says what
+  2    bad usage or config; the message names the key (e.g. imap.port)
+  130  interrupted (Ctrl-C)
+  141  the output was closed early (e.g. piped into head)"""
+
+OK, FAILED, USAGE, INTERRUPTED, BROKEN_PIPE = 0, 1, 2, 130, 141
+
+
+class Failed(Exception):
+    """A command could not do its job; the message is the one line the admin reads."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handling below
+        return code
     except ConfigError as exc:
-        print(f"config error:\n{exc}", file=sys.stderr)
-        return 2
+        _say(f"config error:\n{exc}")
+        return USAGE
+    except Failed as exc:
+        _say(f"error: {exc}")
+        return exc.code
     except KeyboardInterrupt:
-        return 130
+        _say("interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader (head, less) has gone: say nothing more, and keep Python's own
+        # flush at exit from failing on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except Exception as exc:
+        known = _known_failure(exc)
+        if known is not None:
+            _say(f"error: {known}")
+            return FAILED
+        if getattr(args, "verbosity", 0) > 0:
+            _say(traceback.format_exc().rstrip())
+        _say(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the details)")
+        return FAILED
 
+
+def _say(text: str) -> None:
+    """One line (or block) for the admin on stderr, with every known secret redacted."""
+    print(redact(text), file=sys.stderr)
+
+
+def _known_failure(exc: Exception) -> str | None:
+    """The sentence for a failure of a part outside the responder (Halo, mail, disk)."""
+    from responder.halo import HaloAuthError, HaloError, HaloUnavailable
+    from responder.mailbox import MailboxError
+    from responder.smtp import SmtpError
+
+    if isinstance(exc, HaloAuthError):
+        return f"Halo refused the sign-in (check halo.client_id and halo.client_secret): {exc}"
+    if isinstance(exc, HaloUnavailable):
+        return f"Halo is unavailable (try again later): {exc}"
+    if isinstance(exc, HaloError):
+        return f"Halo: {exc}"
+    if isinstance(exc, MailboxError):
+        return f"mailbox: {exc}"
+    if isinstance(exc, SmtpError):
+        return f"smtp: {exc}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
+# -- the parser -----------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
-                        default=0, help="debug logging")
-    common.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
-                        help="warnings and errors only")
-    common.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser = argparse.ArgumentParser(prog="responder", description=__doc__.split("\n")[0],
-                                     parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="responder", description=DESCRIPTION, epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"responder {__version__}")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[common])
-        p.set_defaults(handler=handler)
-        return p
-
-    p = command("demo", _demo, "run the whole pipeline against local stand-ins and exit")
-    p.add_argument("--json", action="store_true", help="one JSON object per message")
-    for name, handler, text in (
-        ("check", _check, "check the config and sign in to the mailbox, SMTP and Halo"),
-        ("once", _once, "process the messages waiting now, then exit (for cron)"),
-        ("run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)"),
-    ):
-        p = command(name, handler, text)
-        p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
-        p.add_argument("--instance", help="only this [instances.NAME] of the config")
-        if name != "run":
-            p.add_argument("--json", action="store_true", help="JSON output")
-    p = command("audit", _audit, "export the ledger: every message, its evidence and outcome")
-    p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
-    p.add_argument("--format", choices=("csv", "json"), default="csv",
-                   help="csv (default) or json (one object per line)")
-    p.add_argument("--since", type=_date, help="only messages recorded since (YYYY-MM-DD)")
-    p.add_argument("--instance", help="only this [instances.NAME] of the config")
-    p = command("replay", _replay, "put one filed message back and run a pass, once its "
-                "cause is fixed (an approved or rejected message is left alone)")
-    p.add_argument("message_id", metavar="MESSAGE-ID", help="its Message-ID (<> optional)")
-    p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config")
-    p.add_argument("--instance", help="only this [instances.NAME] of the config")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p = command("explain", _explain, "show what the responder reads in one message")
-    p.add_argument("message", type=Path, help="an .eml file ('-' for standard input)")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--config", "-c", type=Path, help="use this config's tags, words and trust")
-    p.add_argument("--online", action="store_true",
-                   help="with --config: look the ticket up in Halo and show the planned action")
+    _global_options(parser, defaults=True)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
+    for add in (_add_demo, _add_check, _add_once, _add_run, _add_explain, _add_audit,
+                _add_replay):
+        add(sub)
     return parser
 
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """-v, -q and --log-format, accepted before the command and after it.
+
+    The command's copy has no defaults (SUPPRESS), so it overrides the top-level value
+    only when given after the command.
+    """
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("logging (before or after the command)")
+    group.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
+                       default=default(0), help="debug logging, and tracebacks on errors")
+    group.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                       default=default(0), help="warnings and errors only")
+    group.add_argument("--log-format", choices=("text", "json"), default=default("text"),
+                       help="text (default): one readable line per event on stderr; json: "
+                            "one JSON object per line, for journald, Loki or Elasticsearch")
+
+
+def _command(
+    sub: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str,
+    description: str, examples: str, exit_codes: str = "",
+) -> argparse.ArgumentParser:
+    """A command whose --help shows what it does, examples and its exit codes."""
+    codes = exit_codes or "  0 all went well; 1 something failed; 2 bad usage or config"
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}".rstrip(),
+        epilog=f"examples:\n{examples}\n\nexit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(p, defaults=False)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", type=Path, required=True, metavar="FILE",
+                   help="the TOML config (see config.example.toml)")
+    p.add_argument("--instance", metavar="NAME",
+                   help="only this [instances.NAME] of the config")
+
+
+def _add_demo(sub: Any) -> None:
+    p = _command(
+        sub, "demo", _demo, "run the whole pipeline against local stand-ins, then exit",
+        "Needs no config and no outside service: a stand-in Halo, a local SMTP sink and a\n"
+        "Maildir seeded with five realistic replies, processed in one real pass.",
+        "  responder demo\n  responder demo --json | jq .outcome")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+
+
+def _add_check(sub: Any) -> None:
+    p = _command(
+        sub, "check", _check, "check the config and sign in to the mailbox, SMTP and Halo",
+        "Validates the config (each error names its key), then signs in to each part in\n"
+        "turn and prints one line per part. Nothing is read, moved or sent.",
+        "  responder check --config /etc/halo-approval-responder/config.toml\n"
+        "  responder check -c config.toml --json",
+        "  0 every part is reachable; 1 a part failed (the reason is on its line);\n"
+        "  2 the config is invalid")
+    _config_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON object: part -> ok, detail")
+
+
+def _add_once(sub: Any) -> None:
+    p = _command(
+        sub, "once", _once, "process the messages waiting now, then exit (for cron)",
+        "One pass over the mailbox: every waiting message is decided, answered and filed.\n"
+        "The last line counts the messages by outcome.",
+        "  responder once --config config.toml\n"
+        "  responder once -c config.toml --json",
+        "  0 every message was handled; 1 a message failed or is still pending (Halo\n"
+        "  unavailable), or the pass itself failed; 2 bad usage or config")
+    _config_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object: the messages, counts by outcome, answers, error")
+
+
+def _add_run(sub: Any) -> None:
+    p = _command(
+        sub, "run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)",
+        "Runs until SIGTERM or Ctrl-C (finishing the pass in hand). SIGHUP reloads the\n"
+        "config. A mailbox or Halo that is down is retried with backoff.",
+        "  responder run --config /etc/halo-approval-responder/config.toml --log-format json",
+        "  0 stopped by SIGTERM or SIGHUP-less shutdown; 2 bad usage or config (systemd:\n"
+        "  RestartPreventExitStatus=2, so a config error is not restarted in a loop)")
+    _config_options(p)
+
+
+def _add_explain(sub: Any) -> None:
+    p = _command(
+        sub, "explain", _explain, "show what the responder reads in one message",
+        "Offline by default: no server is touched. With --config it also judges the\n"
+        "sender's authentication and shows what it would do; --online looks the ticket up\n"
+        "in Halo (nothing is ever submitted). The first line is the verdict.",
+        "  responder explain reply.eml\n"
+        "  responder explain reply.eml --config config.toml --online\n"
+        "  responder explain - --json < reply.eml",
+        "  0 the message was read; 1 the file cannot be read, or Halo cannot be reached\n"
+        "  (--online); 2 bad usage or config")
+    p.add_argument("message", type=Path, metavar="MESSAGE",
+                   help="an .eml file ('-' for standard input)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--config", "-c", type=Path, metavar="FILE",
+                   help="use this config's tags, words and trust settings")
+    p.add_argument("--online", action="store_true",
+                   help="with --config: look the ticket up in Halo and show the planned action")
+
+
+def _add_audit(sub: Any) -> None:
+    p = _command(
+        sub, "audit", _audit, "export the ledger: every message, its evidence and outcome",
+        "One row per message: sender, authentication verdict, ticket, approver seq,\n"
+        "decision, note, outcome, Halo's answer and times (UTC).",
+        "  responder audit --config config.toml > ledger.csv\n"
+        "  responder audit -c config.toml --json --since 2026-11-01\n"
+        "  responder audit -c config.toml --format json --since 2026-11-01T09:30+01:00",
+        "  0 exported; 1 the ledger does not exist (nothing is created); 2 bad usage or\n"
+        "  config")
+    _config_options(p)
+    p.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="csv (default) or json (one object per line)")
+    p.add_argument("--json", action="store_const", const="json", dest="format",
+                   help="the same as --format json")
+    p.add_argument("--since", type=_date, metavar="WHEN",
+                   help="only messages recorded since a date (2026-11-01) or a date-time "
+                        "(2026-11-01T09:30, UTC unless it has an offset like +01:00)")
+
+
+def _add_replay(sub: Any) -> None:
+    p = _command(
+        sub, "replay", _replay,
+        "put one filed message back and run a pass, once its cause is fixed",
+        "Finds the message by its Message-ID (from responder audit) in the folder its\n"
+        "outcome filed it in, moves it back and runs one pass. An approved or rejected\n"
+        "message is left alone: replaying twice never decides twice.",
+        "  responder replay '<CAF=x9k@mail.example.com>' --config config.toml",
+        "  0 replayed; 1 unknown Message-ID, message no longer in its folder, or the pass\n"
+        "  failed; 2 bad usage or config")
+    p.add_argument("message_id", metavar="MESSAGE-ID", help="its Message-ID (<> optional)")
+    _config_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+# -- the handlers -----------------------------------------------------------------------
 
 def _instances(args: argparse.Namespace) -> dict[str, Settings]:
     """The config's instances (``--instance`` picks one), with logging set up for them."""
@@ -124,7 +302,7 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
-    return 0 if ok else 1
+    return OK if ok else FAILED
 
 
 def _once(args: argparse.Namespace) -> int:
@@ -132,24 +310,58 @@ def _once(args: argparse.Namespace) -> int:
 
     messages: list[dict[str, Any]] = []
     sent = unsent = failed = 0
-    for name, settings in _instances(args).items():
+    errors: list[str] = []
+    instances = _instances(args)
+    for name, settings in instances.items():
         try:
             result = asyncio.run(once(settings, name, _progress(name)))
             if sys.stderr.isatty():
                 sys.stderr.write("\n")
         except Exception as exc:  # one instance's outage must not hide the others' work
-            log.error("%s: pass failed: %s", name, exc)
+            error = _known_failure(exc) or f"{type(exc).__name__}: {exc}"
+            log.error("%s: pass failed: %s", name, error)
+            errors.append(error if len(instances) == 1 else f"{name}: {error}")
             failed += 1
             continue
         messages += [{"instance": name, **r.as_json()} for r in result.reports]
         sent, unsent = sent + result.answers_sent, unsent + result.answers_failed
         failed += result.failed
     if args.json:
-        print(json.dumps({"messages": messages, "answers_sent": sent,
-                          "answers_failed": unsent, "failed": failed}))
+        print(json.dumps({"messages": messages, "outcomes": _counts(messages),
+                          "answers_sent": sent, "answers_failed": unsent, "failed": failed,
+                          "error": redact("; ".join(errors)) if errors else None}))
     else:
-        print(f"{len(messages)} messages, {sent} answers sent, {failed} failed")
-    return 1 if failed else 0
+        print(redact(once_summary(messages, sent, unsent, errors)))
+    return FAILED if failed else OK
+
+
+def _counts(messages: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m["outcome"]] = counts.get(m["outcome"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def once_summary(messages: list[dict[str, Any]], sent: int, unsent: int,
+                 errors: list[str]) -> str:
+    """``3 messages: 2 approved, 1 pending (Halo unavailable); 2 answers sent``."""
+    parts = []
+    for outcome, n in _counts(messages).items():
+        part = f"{n} {outcome}"
+        if outcome in ("pending", "failed"):  # why, in short: the reason up to its detail
+            causes = {m["reason"].split(":")[0].split(",")[0].strip()
+                      for m in messages if m["outcome"] == outcome}
+            part += f" ({', '.join(sorted(causes))})"
+        parts.append(part)
+    n = len(messages)
+    line = f"{n} message{'' if n == 1 else 's'}"
+    line += f": {', '.join(parts)}" if parts else ""
+    line += f"; {sent} answer{'' if sent == 1 else 's'} sent"
+    if unsent:
+        line += f", {unsent} not sent yet (retried next pass)"
+    if errors:
+        line += f"; the pass failed: {'; '.join(errors)}"
+    return line
 
 
 def _progress(name: str) -> Callable[[str], None] | None:
@@ -169,48 +381,48 @@ def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
     asyncio.run(serve(_instances(args), args.config))
-    return 0
+    return OK
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from responder.explain import explain
+    from responder.explain import describe, explain
 
     setup_logging(args.verbosity, args.log_format)
+    if args.online and args.config is None:
+        raise Failed("--online needs --config (the Halo to look the ticket up in)", USAGE)
     raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
-    if raw is None:
-        return 2
     settings = next(iter(load_instances(args.config).values())) if args.config else None
-    if args.online and settings is None:
-        print("--online needs --config", file=sys.stderr)
-        return 2
     if settings:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
-        for key, value in report.items():
-            if key == "reply_text":
-                continue
-            print(f"{key:15} {value if value is not None else '-'}")
-        print("reply_text")
-        for line in str(report["reply_text"]).splitlines() or [""]:
-            print(f"  | {line}")
-    return 0
+        print("\n".join(describe(report)))
+    return OK
 
 
 def _date(text: str) -> datetime:
+    """A date (midnight UTC) or a date-time (UTC unless it carries an offset)."""
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a date or date-time: {text!r} (use 2026-11-01 or 2026-11-01T09:30)"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
+    instances = _instances(args)
+    for settings in instances.values():
+        if not settings.state.path.exists():
+            raise Failed(f"no ledger at {settings.state.path} (state.path): nothing has run "
+                         "with this config yet, or state.path points elsewhere")
     writer = None
-    for name, settings in _instances(args).items():
+    for name, settings in instances.items():
         ledger = Ledger(settings.state.path)
         try:
             for row in ledger.rows(since=args.since):
@@ -225,7 +437,7 @@ def _audit(args: argparse.Namespace) -> int:
                 writer.writerow(row)
         finally:
             ledger.close()
-    return 0
+    return OK
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -244,15 +456,14 @@ def _replay(args: argparse.Namespace) -> int:
         print(json.dumps({"instance": instance, **done.as_json()}))
     else:
         print(f"{done.message_id}: {done.detail}")
-    return 0 if done.ok else 1
+    return OK if done.ok else FAILED
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return None
+        raise Failed(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,6 +53,25 @@ def resolve_secret(value: Any) -> Any:
     return value
 
 
+def _web_address(value: str) -> str:
+    """An http(s) address with a host: without a scheme every request would fail later."""
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError(f"expected an address starting with https:// (got {value!r}), "
+                         f"e.g. https://{rest or value or 'yourcompany.halopsa.com'}")
+    return value
+
+
+def _existing_folder(value: Path) -> Path:
+    """A folder that is there: a typo must not silently fall back to other templates."""
+    if not value.is_dir():
+        raise ValueError(f"no such folder: {value}"
+                         + (f" (relative to {Path.cwd()})" if not value.is_absolute() else ""))
+    return value
+
+
+WebAddress = Annotated[str, AfterValidator(_web_address)]
+Folder = Annotated[Path, AfterValidator(_existing_folder)]
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(resolve_secret)]
 
@@ -63,8 +83,8 @@ class Section(BaseModel):
 class HaloSettings(Section):
     """Where Halo is and how we sign in (OAuth2 client credentials)."""
 
-    base_url: str
-    auth_url: str | None = None  # default {base_url}/auth; the token is at {auth_url}/token
+    base_url: WebAddress
+    auth_url: WebAddress | None = None  # default {base_url}/auth; the token is at {auth_url}/token
     tenant: str | None = None  # sent as ?tenant= on the token request
     client_id: str
     client_secret: Secret
@@ -230,7 +250,7 @@ class ParsingSettings(Section):
 
 
 class AnswerSettings(Section):
-    templates: Path | None = None  # a folder of your own templates; missing ones fall back
+    templates: Folder | None = None  # a folder of your own templates; missing ones fall back
     enabled: bool = True
 
 

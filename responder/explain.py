@@ -41,3 +41,67 @@ async def explain(raw: bytes, settings: Settings | None, *, online: bool = False
     else:
         report["plan"] = {"outcome": "look-up", "reason": "needs the ticket (use --online)"}
     return report
+
+
+_VERBS = {"quarantined": "quarantine", "ignored": "ignore", "duplicate": "ignore as a copy",
+          "failed": "file as failed", "pending": "wait and retry"}
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The one line an admin reads first: what the responder would do, and why."""
+    plan, sender, ticket = report.get("plan"), report.get("sender") or "?", report["ticket_id"]
+    if plan and plan["outcome"] == "submit":
+        sub = plan["submission"]
+        verb = "approve" if sub["result"] == 1 else "reject"
+        return f"would {verb} ticket {sub['ticket_id']} for {sender} (seq {sub['seq']})"
+    if plan and plan["outcome"] == "look-up":
+        return (f"would look ticket {ticket} up in Halo to match {sender} "
+                "(add --online to see the decision)")
+    if plan:
+        outcome = plan["outcome"]
+        return f"would {_VERBS.get(outcome, 'answer ' + outcome)}: {plan['reason']}"
+    if report.get("unreadable"):
+        return f"cannot read it: {report['unreadable']}"
+    if report.get("machine_reason"):
+        return f"reads: written by a machine ({report['machine_reason']})"
+    if report.get("decision") is None or ticket is None:
+        missing = "no decision word" if report.get("decision") is None else "no ticket tag"
+        return f"reads: {missing} from {sender}"
+    return (f"reads: {report['decision']} ticket {ticket} from {sender} "
+            "(add --config to judge the sender and plan)")
+
+
+def describe(report: dict[str, Any]) -> list[str]:
+    """``explain``'s human output: the verdict, then aligned ``key  value`` evidence."""
+    rows: list[tuple[str, str]] = []
+    for key, value in report.items():
+        if key in ("reply_text", "plan", "authenticity"):
+            continue
+        rows.append((key, _text(value)))
+    auth = report.get("authenticity")
+    if auth:
+        trusted = "trusted" if auth["trusted"] else "NOT trusted"
+        rows.append(("authenticity", f"{trusted} ({auth['method'] or 'no method'}): "
+                                     f"{auth['reason']}"))
+    plan = report.get("plan")
+    if plan:
+        rows.append(("plan", f"{plan['outcome']}: {plan['reason']}"))
+        for key, value in (plan.get("submission") or {}).items():
+            rows.append((f"  {key}", _text(value)))
+    width = max(len(key) for key, _ in rows) + 2
+    lines = [verdict(report), ""]
+    lines += [f"{key:{width}}{value}".rstrip() for key, value in rows]
+    lines.append("reply_text")
+    lines += [f"  | {line}" for line in (str(report.get("reply_text") or "").splitlines() or [""])]
+    return lines
+
+
+def _text(value: Any) -> str:
+    """A value as a person writes it: yes/no, '-' for nothing, lists comma-separated."""
+    if value is None or value == [] or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    return str(value)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 REDACTED = "***"
+_SECRETS: list[str] = []  # the secrets of the config in force, for redact()
 
 
 class Redactor(logging.Filter):
@@ -52,6 +53,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
+    secrets = list(secrets)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(Redactor(secrets))
@@ -59,9 +61,17 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    _SECRETS[:] = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of the last ``setup_logging`` replaced (for stderr lines)."""
+    for secret in _SECRETS:
+        text = text.replace(secret, REDACTED)
+    return text
