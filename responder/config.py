@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from responder.banners import check_patterns
+
 TlsMode = Literal["implicit", "starttls", "none"]
 AuthPolicy = Literal["require", "dkim-only", "off"]
 MailAuth = Literal["password", "oauth2-microsoft", "oauth2-google", "oauth2"]
@@ -247,6 +249,16 @@ class ParsingSettings(Section):
     # A message (its text parts: attachments are never fetched) larger than this is not
     # read but filed as failed with the reason: bounded time and memory per message.
     max_message_bytes: int = Field(default=2_000_000, ge=10_000)
+    # Your own gateway's banner starts (regular expressions, case-insensitive, matched at
+    # the start of a line or of the subject), beside the built-in ones: skipped, never read.
+    banner_patterns: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> ParsingSettings:
+        errors = check_patterns(self.banner_patterns)
+        if errors:
+            raise ValueError("banner_patterns: not a regular expression: " + "; ".join(errors))
+        return self
 
 
 class AnswerSettings(Section):

@@ -1,5 +1,8 @@
 """The decision grammar: the first word of what the person wrote now decides.
 
+A short greeting alone on the first line ("Hi Halo,", "Dear team,", "Hallo,") is skipped
+first; a longer first line is the first paragraph ("Hi, I can't approve this" decides
+nothing).
 ``APPROVE``, ``approved.``, ``Reject!`` decide; anything else as the first word
 ("not approved", "please approve") does not, and neither does a question ("approve?",
 "approve or reject?"). When the first word decides, the rest of that first paragraph
@@ -90,7 +93,7 @@ class Read:
 
 def read_decision(text: str, grammar: Grammar = DEFAULT_GRAMMAR) -> Read:
     """Read the decision and note from the new text of a message."""
-    paragraph = _PARAGRAPH_BREAK.split(text.strip(), maxsplit=1)[0]
+    paragraph = _PARAGRAPH_BREAK.split(_without_greeting(text.strip(), grammar), maxsplit=1)[0]
     tokens = paragraph.split(maxsplit=2)
     if not tokens:
         return Read(None, None)
@@ -105,6 +108,45 @@ def read_decision(text: str, grammar: Grammar = DEFAULT_GRAMMAR) -> Read:
         return Read(None, None)  # "approve or reject?", "approve ?"
     note = " ".join(_NOTE_LEAD.sub("", rest).split())
     return Read(decision, note or None)
+
+
+_GREETING = re.compile(
+    r"(?:hi|hello|hey|hiya|dear|greetings|good (?:morning|afternoon|evening|day)|morning|"
+    r"hallo|hi zusammen|liebe|lieber|sehr geehrte[rs]?|guten (?:morgen|tag|abend)|moin|servus|"
+    r"gr[üu](?:ß|ss) gott|gr[üu]ezi|bonjour|bonsoir|salut|cher|ch[èe]re|madame|monsieur|"
+    r"hola|buenos d[íi]as|buenas(?: tardes| noches)?|estimad[oa]s?|querid[oa]s?|"
+    r"beste|geachte|goedemorgen|goedemiddag|goedenavond|hoi|dag|"
+    r"ciao|buongiorno|buonasera|gentile|caro|cara|ol[áa]|bom dia|boa tarde|prezad[oa]|hej)"
+    r"(?=[\s,!.:;]|$)",
+    re.IGNORECASE,
+)
+_NAME_WORD = re.compile(r"[^\W\d_][\w.'\u2019-]{0,30}")
+_GREETING_CLOSE = ",!.:;"
+MAX_GREETING_WORDS = 5  # "Dear Service Desk team," and no longer
+
+
+def _without_greeting(text: str, grammar: Grammar) -> str:
+    """The text without a salutation alone on its first line ("Hi Halo," / "Hallo,")."""
+    first, newline, rest = text.partition("\n")
+    if newline and _is_greeting(first.strip(), grammar):
+        return rest.strip()
+    return text
+
+
+def _is_greeting(line: str, grammar: Grammar) -> bool:
+    """A greeting word and at most a few name words, with nothing after the closing comma."""
+    opening = _GREETING.match(line)
+    if not opening or len(line) > 60:
+        return False
+    names = line[opening.end():].strip().rstrip(_GREETING_CLOSE).strip()
+    words = names.split()
+    if len(words) > MAX_GREETING_WORDS or any(c in names for c in _GREETING_CLOSE + "?"):
+        return False
+    return all(
+        _NAME_WORD.fullmatch(word)
+        and _normalise(word.strip(_EDGE_PUNCTUATION)) not in grammar.words
+        for word in words
+    )
 
 
 def _is_alternative(next_token: str, first: str) -> bool:

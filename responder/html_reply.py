@@ -19,6 +19,7 @@ import lxml.html
 from inscriptis import Inscriptis
 from inscriptis.model.config import ParserConfig
 
+from responder.banners import DEFAULT_BANNERS, Banners
 from responder.quotes import Split, split_reply
 
 MAX_HTML_CHARS = 2_000_000  # beyond this the rest is all quoted original
@@ -65,13 +66,13 @@ class _Cut:
     forwarded: bool
 
 
-def split_html(html: str) -> Split:
+def split_html(html: str, banners: Banners = DEFAULT_BANNERS) -> Split:
     """Split an HTML body into the new text and the original it quotes or forwards."""
     root = _parse(html[:MAX_HTML_CHARS])
     if root is None:
         return Split("", "", False, None)
     cut = _cut_quote(root)
-    split = split_reply(_text(cut.reply))
+    split = split_reply(_text(cut.reply), banners)
     quoted = _text(cut.quoted).strip() if cut.quoted is not None else ""
     if not quoted:
         return Split(

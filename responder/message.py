@@ -21,12 +21,15 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
+from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
 from responder.body import parse_message, read_bodies
 from responder.config import ParsingSettings
 from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
+from responder.machine import RESPONDER_HEADER, machine_reason
 from responder.reply import extract_reply
 
-RESPONDER_HEADER = "X-Halo-Approval-Responder"  # marks our own answers, so we never answer them
+__all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason"]
+
 
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
 _SUBJECT_PREFIX = re.compile(
@@ -35,10 +38,6 @@ _SUBJECT_PREFIX = re.compile(
 )
 # Outlook's forwards look like its replies in the body; the subject tells them apart.
 _FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc)\s*:", re.IGNORECASE)
-_BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
-_MACHINE_LOCALPARTS = {"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"}
-
-
 @dataclass(frozen=True)
 class Facts:
     """Everything the responder reads in one message (see ``responder explain``)."""
@@ -131,15 +130,18 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
     sender, suspicious = read_sender(msg)
     subject = header_text(msg, "Subject")
     bodies = read_bodies(msg)
-    reply = extract_reply(bodies.plain, bodies.html)
+    banners = banners_for(parsing.banner_patterns, frozenset(grammar.words))
+    reply = extract_reply(bodies.plain, bodies.html, banners)
     ticket_id = find_ticket_id(subject, parsing.start_tag, parsing.end_tag)
     if ticket_id is None and reply.original_subject:
         ticket_id = find_ticket_id(reply.original_subject, parsing.start_tag, parsing.end_tag)
     read = read_decision(reply.text, grammar)
     if read.decision is None and not reply.text.strip():
-        read = read_decision(strip_subject_prefixes(subject), grammar)  # mailto: buttons
+        read = read_decision(strip_subject_prefixes(subject, banners), grammar)  # mailto:
         read = type(read)(read.decision, None)
-    machine = machine_reason(msg, sender)
+    machine = machine_reason(msg, sender, strip_banner_tags(subject, banners))
+    if machine is not None:  # a machine decides nothing: explain says what the service does
+        read = type(read)(None, None)
     unreadable = None
     if bodies.plain is None and bodies.html is None and bodies.problems:
         unreadable = "; ".join(bodies.problems)
@@ -151,7 +153,7 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         decision=read.decision,
         note=read.note,
         reply_text=reply.text,
-        forwarded=reply.forwarded or bool(_FORWARD_PREFIX.match(subject)),
+        forwarded=reply.forwarded or bool(_FORWARD_PREFIX.match(strip_banner_tags(subject))),
         auto_submitted=machine is not None,
         machine_reason=machine,
         suspicious=suspicious,
@@ -247,34 +249,14 @@ def find_ticket_id(subject: str, start: str = "[ID:", end: str = "]") -> int | N
     return ids.pop() if len(ids) == 1 else None
 
 
-def strip_subject_prefixes(subject: str) -> str:
-    return _SUBJECT_PREFIX.sub("", subject)
-
-
-def machine_reason(msg: Message, sender: str | None) -> str | None:
-    """Why a machine wrote this message (auto-reply, bounce, list), or None for a person."""
-    checks = (
-        ("Auto-Submitted", lambda v: v.strip().lower().split(";")[0] != "no"),
-        ("X-Autoreply", lambda v: True),
-        ("X-Autorespond", lambda v: True),
-        ("X-Auto-Reply", lambda v: True),
-        ("Precedence", lambda v: v.strip().lower() in _BULK_PRECEDENCE),
-        ("List-Id", lambda v: True),
-        (RESPONDER_HEADER, lambda v: True),
-    )
-    for name, is_machine in checks:
-        value = msg.get(name)
-        if value is not None and is_machine(str(value)):
-            return f"{name}: {' '.join(str(value).split())[:80]}"
-    content_type = msg.get_content_type()
-    if content_type == "multipart/report" or content_type == "message/delivery-status":
-        return f"delivery report ({content_type})"
-    return_path = msg.get("Return-Path")
-    if return_path is not None and str(return_path).strip() in ("<>", ""):
-        return "null return path (a bounce)"
-    if sender and sender.partition("@")[0] in _MACHINE_LOCALPARTS:
-        return f"sent by {sender.partition('@')[0]}"
-    return None
+def strip_subject_prefixes(subject: str, banners: Banners = DEFAULT_BANNERS) -> str:
+    """The subject without reply/forward prefixes and gateway tags, in any order."""
+    for _ in range(4):
+        shorter = _SUBJECT_PREFIX.sub("", strip_banner_tags(subject, banners))
+        if shorter == subject:
+            break
+        subject = shorter
+    return subject
 
 
 def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None) -> str:

@@ -22,6 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from responder.banners import (
+    DEFAULT_BANNERS,
+    Banners,
+    skip_banners,
+    split_glued_markers,
+    without_line_tag,
+)
+
 MAX_SCAN_CHARS = 300_000  # the new text is at the top; a longer tail is all original
 MAX_LINE_CHARS = 400  # only the start of a very long line is matched against the rules
 ATTRIBUTION_LINES = 3  # an attribution wraps over at most this many lines
@@ -159,9 +167,12 @@ _SUBJECT_KEYS = _keys(
 )
 
 
-def split_reply(body: str) -> Split:
-    """Split a plain-text body into the new text and the original it quotes or forwards."""
-    lines = _lines(body[:MAX_SCAN_CHARS])
+def split_reply(body: str, banners: Banners = DEFAULT_BANNERS) -> Split:
+    """Split a plain-text body into the new text and the original it quotes or forwards.
+
+    Banners the mail system put at the top are dropped first: they are nobody's words.
+    """
+    lines = _without_banners(_lines(body[:MAX_SCAN_CHARS]), banners)
     cut = _first_cut(lines, 0)
     if cut is None:
         return Split(_tidy(_without_closing(lines)), "", False, None)
@@ -174,6 +185,17 @@ def split_reply(body: str) -> Split:
     original = "\n".join(_unquote(line) for line in remainder).strip()
     forwarded = kind is Cut.FORWARD or _has_forward_marker(remainder)
     return Split(text, original, forwarded, _subject_of(remainder))
+
+
+def _without_banners(lines: list[str], banners: Banners) -> list[str]:
+    """The lines under any banners, and a first line's bare "[EXTERNAL]" tag removed."""
+    lines = split_glued_markers(lines)
+    lines = lines[skip_banners(lines, banners):]
+    for i, line in enumerate(lines):
+        if line.strip():
+            lines[i] = without_line_tag(line)
+            break
+    return lines
 
 
 def _lines(body: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from responder.banners import DEFAULT_BANNERS, Banners
 from responder.html_reply import split_html
 from responder.quotes import split_reply
 
@@ -23,12 +24,14 @@ class Reply:
     original_subject: str | None  # Subject: of the original's header block, when shown
 
 
-def extract_reply(plain: str | None, html: str | None) -> Reply:
+def extract_reply(
+    plain: str | None, html: str | None, banners: Banners = DEFAULT_BANNERS
+) -> Reply:
     """The new text of a message body; never raises, and is linear in the body's size."""
     if plain is not None and plain.strip():
-        split = split_reply(plain)
+        split = split_reply(plain, banners)
     elif html is not None and html.strip():
-        split = split_html(html)
+        split = split_html(html, banners)
     else:
         return Reply(text="", forwarded=False, original="", original_subject=None)
     return Reply(split.text, split.forwarded, split.original, split.original_subject)
