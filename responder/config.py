@@ -274,13 +274,33 @@ class SecuritySettings(Section):
     # Act only on a reply that quotes or forwards the approval email: the approver's
     # Halo token must appear in it (entries without a token are not checked).
     require_token: bool = False
+    # Microsoft 365: the tenant's accepted domains, and whether mail Exchange Online
+    # stamps "X-MS-Exchange-Organization-AuthAs: Internal" from them counts as
+    # authenticated (README "Security model" says what this trusts).
+    internal_domains: tuple[str, ...] = ()
+    exchange_internal: bool = False
 
     @model_validator(mode="before")
     @classmethod
     def _one_or_many(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("trusted_authserv_id"), str):
-            data = {**data, "trusted_authserv_id": (data["trusted_authserv_id"],)}
+        if isinstance(data, dict):
+            for key in ("trusted_authserv_id", "internal_domains"):
+                if isinstance(data.get(key), str):
+                    data = {**data, key: (data[key],)}
         return data
+
+    @model_validator(mode="after")
+    def _internal_needs_exchange(self) -> SecuritySettings:
+        if self.exchange_internal and not self.internal_domains:
+            raise ValueError("exchange_internal = true needs internal_domains: the tenant's "
+                             "accepted domains")
+        if self.exchange_internal and "exchange-online" not in {
+            i.strip().lower() for i in self.trusted_authserv_id
+        }:
+            raise ValueError('exchange_internal = true needs trusted_authserv_id = '
+                             '["exchange-online"]: the AuthAs header means something only '
+                             "in an Exchange Online mailbox")
+        return self
 
 
 class MatchingSettings(Section):

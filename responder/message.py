@@ -127,6 +127,10 @@ def analyse(
 
 
 def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) -> Facts:
+    repeated = repeated_headers(msg)
+    if repeated:  # which one to read is the attacker's choice: read none
+        return refused(raw, msg, f"more than one {', '.join(repeated)} header (RFC 5322 "
+                       "allows one): a header may have been added above a signed one")
     sender, suspicious = read_sender(msg)
     subject = header_text(msg, "Subject")
     bodies = read_bodies(msg)
@@ -163,6 +167,34 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         content_hash=content_hash(sender, subject, bodies.plain, bodies.html),
         problems=bodies.problems,
         unreadable=unreadable,
+        headers=msg,
+    )
+
+
+# RFC 5322 3.6 allows at most one of each; DKIM verifies the lowest instance while a
+# reader takes the topmost, so a second one above a signed message changes what it says.
+SINGLE_HEADERS = ("From", "Sender", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
+
+
+def repeated_headers(msg: Message) -> tuple[str, ...]:
+    """The headers that may appear once but appear more often."""
+    return tuple(n for n in SINGLE_HEADERS if len(msg.get_all(n) or ()) > 1)
+
+
+def refused(raw: bytes, msg: Message, why: str) -> Facts:
+    """Facts of a message nothing is read from: no sender (so it is quarantined), why."""
+    return Facts(
+        message_id="",
+        sender=None,
+        subject="",
+        ticket_id=None,
+        decision=None,
+        note=None,
+        reply_text="",
+        forwarded=False,
+        auto_submitted=False,
+        suspicious=(why,),
+        content_hash=hashlib.sha256(raw).hexdigest(),
         headers=msg,
     )
 

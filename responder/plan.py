@@ -101,7 +101,7 @@ def triage(
         return Plan(Outcome.FAILED, facts.unreadable)
     if facts.sender is None or facts.suspicious:
         reasons = "; ".join(facts.suspicious) or "no single sender address"
-        return Plan(Outcome.QUARANTINED, f"suspicious sender headers: {reasons}")
+        return Plan(Outcome.QUARANTINED, f"suspicious headers: {reasons}")
     if not verdict.trusted:
         return Plan(Outcome.QUARANTINED, f"sender not authenticated: {verdict.reason}")
     if facts.unreadable:

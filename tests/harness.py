@@ -15,6 +15,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from responder.authenticity import DkimResult, verify_dkim
 from responder.config import Settings, parse_settings
 from responder.ledger import Ledger
 from responder.service import responder
@@ -46,6 +47,8 @@ def reply(
             f"Authentication-Results: {AUTHSERV}; dkim={auth} header.d={domain};"
             f" dmarc={auth} header.from={domain}"
         )
+    if auth == "pass":  # the signature those results are about (our server verified it)
+        headers.append(signature_header(domain))
     headers += [
         f"From: {sender}",
         f"To: {RESPONDER_ADDRESS}",
@@ -57,6 +60,22 @@ def reply(
     ]
     text = "\r\n".join(headers) + "\r\n" + extra_headers.replace("\n", "\r\n")
     return (text + "\r\n" + body.replace("\r\n", "\n").replace("\n", "\r\n")).encode()
+
+
+def signature_header(domain: str) -> str:
+    """A DKIM-Signature as Gmail writes one; only its tags are read (h=, d=, b=)."""
+    return (
+        f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=20230601;\r\n"
+        " h=to:subject:message-id:date:from:mime-version:from:to:cc:subject:date\r\n"
+        "  :message-id:reply-to;\r\n"
+        " bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
+        " b=Tm90IGEgcmVhbCBzaWduYXR1cmU7IG91ciBzZXJ2ZXIgdmVyaWZpZWQgaXQ="
+    )
+
+
+def offline_dkim(raw: bytes) -> list[DkimResult]:
+    """Our own DKIM check with no key published anywhere: tests never ask real DNS."""
+    return verify_dkim(raw, dnsfunc=lambda name, timeout=5: None)
 
 
 def outlook_reply(sender: str, ticket: int, first: str) -> bytes:
@@ -127,6 +146,7 @@ class Harness:
         self.dovecot.append(self.user, folder, raw)
 
     async def once(self, **options: Any) -> PassResult:
+        options.setdefault("dkim_verifier", offline_dkim)
         async with responder(self.settings, **options) as worker:
             return await worker.run_once()
 

@@ -20,6 +20,7 @@ import pytest
 
 from responder.authenticity import DkimResult, verify_dkim
 from responder.worker import PassResult
+from tests import shapes
 from tests.dkim_keys import new_dkim_key
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, reply, text_of
 
@@ -495,64 +496,198 @@ async def test_a_valid_signature_of_another_domain_is_quarantined(
     assert_untouched(harness, result, "quarantined")
 
 
-# -- Microsoft 365: results without an authserv-id -----------------------------------------
+# -- Microsoft 365 and Gmail, as they really stamp mail (tests/shapes.py) ---------------------
 
-M365_PASS = (
-    "Authentication-Results: spf=pass (sender IP is 203.0.113.7)"
-    " smtp.mailfrom=example.com; dkim=pass (signature was verified)"
-    " header.d=example.com;dmarc=pass action=none header.from=example.com;"
-    "compauth=pass reason=100"
-)
-M365_FAIL = (
-    "Authentication-Results: spf=fail (sender IP is 198.51.100.9)"
-    " smtp.mailfrom=example.com; dkim=none (message not signed)"
-    " header.d=none;dmarc=fail action=oreject header.from=example.com;"
-    "compauth=fail reason=000"
-)
-EOP_RECEIVED = (
-    "Received: from mail.example.com (203.0.113.7) by"
-    " AM4PEPF00027A6C.mail.protection.outlook.com (10.167.16.90) with Microsoft SMTP Server"
-)
+EXO = {"trusted_authserv_id": ["exchange-online"]}
+EXO_INTERNAL = {**EXO, "exchange_internal": True, "internal_domains": ["example.com"]}
+GOOGLE = {"trusted_authserv_id": ["mx.google.com"]}
 
 
-async def test_microsoft_365_results_count_where_exchange_online_is_trusted(
-    harness: Harness,
+def alice_signed(private: bytes, **kwargs: object) -> bytes:
+    return shapes.signed(shapes.approval_reply(), "example.com", private, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_quarantined(harness: Harness, result: PassResult, why: str) -> None:
+    assert_untouched(harness, result, "quarantined")
+    assert why in result.reports[0].reason, result.reports[0].reason
+    assert len(harness.folder("Approvals/Quarantine")) == 1
+
+
+@pytest.mark.parametrize(
+    "results", [shapes.EXO_PASS, shapes.EXO_PASS_STRAY, shapes.EXO_PASS_TWO_DKIM],
+    ids=["pass", "stray-tokens", "two-dkim"],
+)
+async def test_exchange_online_external_pass_is_approved(
+    harness: Harness, keys: tuple[bytes, bytes], results: str
 ) -> None:
-    harness.overrides = {"security": {"trusted_authserv_id": "exchange-online"}}
-    raw = gmail_reply("alice@example.com", 1234, "Approve", auth=None)
-    harness.deliver(on_top(raw, M365_PASS, EOP_RECEIVED))
+    harness.overrides = {"security": EXO}
+    harness.deliver(shapes.exo_external(alice_signed(keys[0]), results))
 
     result = await harness.once()
 
     assert [r.outcome for r in result.reports] == ["approved"]
+    assert harness.halo.approver(1234, 1)["result"] == 1
     [row] = harness.ledger_rows()
     assert row["auth_verdict"] == "dmarc=pass for example.com (exchange-online)"
 
 
-async def test_microsoft_365_style_results_do_not_count_for_another_server(
-    harness: Harness,
+@pytest.mark.parametrize("stamp", [True, False], ids=["with-stamp", "without-stamp"])
+async def test_exchange_online_internal_reply_is_approved_with_exchange_internal(
+    harness: Harness, stamp: bool
 ) -> None:
-    """Trusting mx.test.example says nothing about a header that names no server."""
-    raw = gmail_reply("alice@example.com", 1234, "Approve", auth=None)
-    harness.deliver(on_top(raw, M365_PASS, f"Received: {RECEIVED}"))
+    harness.overrides = {"security": EXO_INTERNAL}
+    harness.deliver(shapes.exo_internal(shapes.approval_reply(), stamp=stamp))
 
     result = await harness.once()
 
-    assert_untouched(harness, result, "quarantined")
+    assert [r.outcome for r in result.reports] == ["approved"]
+    assert harness.halo.approver(1234, 1)["result"] == 1
+    assert [a["To"] for a in harness.answers()] == ["alice@example.com"]
 
 
-async def test_a_forged_microsoft_365_pass_below_exchange_onlines_fail_is_ignored(
+async def test_exchange_online_internal_reply_is_quarantined_without_exchange_internal(
     harness: Harness,
 ) -> None:
-    """The forger wrote M365's header form; Exchange Online's own result sits on top."""
-    harness.overrides = {"security": {"trusted_authserv_id": "exchange-online"}}
-    forged = on_top(gmail_reply("alice@example.com", 1234, "Approve", auth=None), M365_PASS)
-    harness.deliver(on_top(forged, M365_FAIL, EOP_RECEIVED))
+    """Unprovable under the default: quarantined, and the reason says what to set."""
+    harness.overrides = {"security": EXO}
+    harness.deliver(shapes.exo_internal(shapes.approval_reply()))
 
     result = await harness.once()
 
-    assert_untouched(harness, result, "quarantined")
-    assert "dmarc=fail example.com" in result.reports[0].reason
+    assert_quarantined(harness, result, "exchange_internal = true")
+
+
+@pytest.mark.parametrize(
+    ("results", "why"),
+    [
+        (shapes.EXO_FAIL, "dmarc=fail example.com"),
+        (shapes.EXO_BESTGUESS, "bestguesspass means no DMARC record"),
+        (shapes.EXO_ARC_OVERRIDE, "compauth=pass (recorded, not decisive)"),
+        (shapes.EXO_UNREADABLE, "the topmost Authentication-Results is unreadable"),
+    ],
+    ids=["fail", "bestguesspass", "compauth-arc-override", "unreadable-topmost"],
+)
+async def test_exchange_online_forged_or_unproven_external_mail_is_quarantined(
+    harness: Harness, results: str, why: str
+) -> None:
+    """Each carries the forger's own Exchange-shaped "pass" further down."""
+    harness.overrides = {"security": EXO}
+    forged = shapes.on_top(shapes.approval_reply(), f"Authentication-Results: {shapes.EXO_PASS}")
+    harness.deliver(shapes.exo_external(forged, results))
+
+    result = await harness.once()
+
+    assert_quarantined(harness, result, why)
+
+
+async def test_direct_send_with_the_tenants_own_domain_is_quarantined(harness: Harness) -> None:
+    """Anonymous SMTP to the tenant's MX, From: an internal approver: AuthAs Anonymous."""
+    harness.overrides = {"security": EXO_INTERNAL}
+    harness.deliver(shapes.exo_external(shapes.approval_reply(), shapes.EXO_DIRECT_SEND))
+
+    result = await harness.once()
+
+    assert_quarantined(harness, result, "is 'Anonymous', not Internal")
+
+
+async def test_a_smuggled_second_authas_header_is_quarantined(harness: Harness) -> None:
+    harness.overrides = {"security": EXO_INTERNAL}
+    harness.deliver(shapes.exo_internal(shapes.approval_reply(), auth_as=("Anonymous", "Internal")))
+
+    result = await harness.once()
+
+    assert_quarantined(harness, result, "2 X-MS-Exchange-Organization-AuthAs headers")
+
+
+async def test_an_internal_stamp_on_a_foreign_from_domain_is_quarantined(
+    harness: Harness,
+) -> None:
+    harness.overrides = {"security": {**EXO_INTERNAL, "internal_domains": ["service.example"]}}
+    harness.deliver(shapes.exo_internal(shapes.approval_reply()))
+
+    result = await harness.once()
+
+    assert_quarantined(harness, result, "example.com is not one of [security] internal_domains")
+
+
+async def test_gmail_pass_is_approved(harness: Harness, keys: tuple[bytes, bytes]) -> None:
+    harness.overrides = {"security": GOOGLE}
+    harness.deliver(shapes.gmail_delivered(alice_signed(keys[0]), shapes.gmail_results()))
+
+    result = await harness.once()
+
+    assert [r.outcome for r in result.reports] == ["approved"]
+    assert harness.halo.approver(1234, 1)["result"] == 1
+
+
+async def test_a_forged_google_pass_below_gmails_own_fail_is_quarantined(
+    harness: Harness,
+) -> None:
+    harness.overrides = {"security": GOOGLE}
+    forged = shapes.on_top(shapes.approval_reply(),
+                           f"Authentication-Results: {shapes.gmail_results()}")
+    real = shapes.gmail_results("none", "fail", "softfail")
+    harness.deliver(shapes.gmail_delivered(forged, real))
+
+    result = await harness.once()
+
+    assert_quarantined(harness, result, "dmarc=fail example.com")
+
+
+# -- the replay: Alice's genuinely signed "Approve" for 1234 sent again for 1300 -------------
+
+
+async def replay_for_another_ticket(harness: Harness, record: bytes, genuine: bytes,
+                                    replayed: bytes) -> PassResult:
+    """Alice approves 1234 (her signed reply, checked by our own DKIM check); then the
+    copy arrives dressed for ticket 1300, where Alice is a pending approver too."""
+    check = verifier({"sel._domainkey.example.com.": record})
+    harness.deliver(genuine)
+    first = await harness.once(dkim_verifier=check)
+    assert [r.outcome for r in first.reports] == ["approved"]
+    harness.halo.requests.clear()
+    harness.sink.messages.clear()
+    harness.deliver(replayed)
+    return await harness.once(dkim_verifier=check)
+
+
+def assert_1300_untouched(harness: Harness, result: PassResult, why: str) -> None:
+    assert [r.outcome for r in result.reports] == ["quarantined"]
+    assert why in result.reports[0].reason, result.reports[0].reason
+    assert harness.posts() == [] and harness.answers() == []
+    assert harness.halo.approver(1300, 4)["result"] is None
+    assert len(harness.folder("Approvals/Quarantine")) == 1
+
+
+async def test_a_signed_approval_replayed_under_new_headers_is_quarantined(
+    harness: Harness, keys: tuple[bytes, bytes]
+) -> None:
+    """New Subject/Date/Message-ID above the signed ones: the signature still verifies
+    (DKIM checks the lowest of each), but a second Subject is refused before reading."""
+    private, record = keys
+    genuine = alice_signed(private)
+    replayed = shapes.on_top(genuine, "Subject: Re: Approval required [ID:1300]",
+                             "Date: Mon, 30 Nov 2026 10:00:00 +0000",
+                             "Message-ID: <fresh-1300@example.com>")
+
+    result = await replay_for_another_ticket(harness, record, genuine, replayed)
+
+    assert_1300_untouched(harness, result, "more than one Subject, Date, Message-ID header")
+
+
+async def test_a_signed_approval_with_a_replaced_unsigned_subject_is_quarantined(
+    harness: Harness, keys: tuple[bytes, bytes]
+) -> None:
+    """Alice's signature leaves Subject out, so it survives a new one: such a signature
+    proves nothing about the ticket (her genuine message would be quarantined too)."""
+    private, record = keys
+    genuine = alice_signed(private, headers=[b"from", b"to", b"date", b"message-id"])
+    replayed = genuine.replace(b"[ID:1234]\r\nDate", b"[ID:1300]\r\nDate")
+    harness.deliver(replayed)
+
+    result = await harness.once(dkim_verifier=verifier({"sel._domainkey.example.com.": record}))
+
+    assert_1300_untouched(harness, result, "does not cover Subject")
 
 
 # -- reply-token binding ([security] require_token) ----------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import re
 from collections.abc import Callable
 
 import dkim
@@ -18,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from responder.authenticity import (
-    DkimResult,
     Verdict,
     aligned,
     judge,
@@ -36,9 +36,22 @@ RECEIVED = "from mail.approver.com (mail.approver.com [192.0.2.1]) by mx.example
 BODY = "APPROVE\r\n\r\nOn Monday, Halo wrote:\r\n> Please approve [ID:1234]\r\n"
 
 
+def signature_for(domain: str) -> str:
+    """A DKIM-Signature as Outlook writes one (the server verified it; we read only h=)."""
+    return (
+        f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=selector1;\r\n"
+        " h=From:Date:Subject:Message-ID:Content-Type:MIME-Version;\r\n"
+        " bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
+        " b=Qm9ndXMgc2lnbmF0dXJlIGZvciB0ZXN0cw=="
+    )
+
+
 def message(*fields: tuple[str, str], body: str = BODY) -> email.message.Message:
-    """A reply with ``fields`` on top (in order, as they would arrive) and the sender's own."""
+    """A reply with ``fields`` on top (in order, as they would arrive) and the sender's own,
+    DKIM-signed by every domain the results say passed DKIM."""
     lines = [f"{name}: {value}" for name, value in fields]
+    passed = re.findall(r"dkim=pass[^;]*?header\.[di]=@?([\w.-]+)", " ".join(v for _, v in fields))
+    lines += [signature_for(domain) for domain in dict.fromkeys(passed)]
     lines += [
         "From: Alice <alice@approver.com>",
         "To: approvals@example.org",
@@ -310,7 +323,9 @@ def test_own_verification_of_a_signed_message_is_trusted(
     signed: bytes, dnsfunc: Callable[..., bytes | None]
 ) -> None:
     results = verify_dkim(signed, dnsfunc=dnsfunc)
-    assert results == [DkimResult("mail.approver.com", "sel", True, "signature verified")]
+    [result] = results
+    assert (result.domain, result.selector, result.passed) == ("mail.approver.com", "sel", True)
+    assert {"from", "subject", "message-id"} <= set(result.signed)
     verdict = judge(email.message_from_bytes(signed), "approver.com", REQUIRE, dkim_results=results)
     assert (verdict.trusted, verdict.method) == (True, "dkim-verified")
     assert (
