@@ -182,11 +182,16 @@ def _add_check(sub: Any) -> None:
         "Validates the config (each error names its key), then signs in to each part in\n"
         "turn and prints one line per part. Nothing is read, moved or sent.",
         "  responder check --config /etc/halo-approval-responder/config.toml\n"
-        "  responder check -c config.toml --json",
-        "  0 every part is reachable; 1 a part failed (the reason is on its line);\n"
-        "  2 the config is invalid")
+        "  responder check -c config.toml --json\n"
+        "  responder check -c config.toml --sample internal.eml external.eml",
+        "  0 every part is reachable (with --sample: every sample is trusted and fits the\n"
+        "  [security] settings); 1 a part failed, or a sample does not; 2 the config is\n"
+        "  invalid or a sample cannot be read")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object: part -> ok, detail")
+    p.add_argument("--sample", nargs="+", action="extend", type=Path, metavar="FILE",
+                   help="instead of signing in: judge saved replies (.eml) under the "
+                        "[security] settings and say which profile they fit (offline)")
 
 
 def _add_once(sub: Any) -> None:
@@ -288,6 +293,8 @@ def _instances(args: argparse.Namespace) -> dict[str, Settings]:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.sample:
+        return _check_samples(args)
     from responder.service import check
 
     report, ok = {}, True
@@ -300,6 +307,26 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"[{name}]")
             for ln in lines:
                 print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+    if args.json:
+        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    return OK if ok else FAILED
+
+
+def _check_samples(args: argparse.Namespace) -> int:
+    """``check --sample``: each saved reply's evidence and verdict, and the profile it fits."""
+    from responder.samples import fit, read_sample, report_lines
+
+    raws = {str(path): _read(path) for path in args.sample}
+    ok, report = True, {}
+    for name, settings in _instances(args).items():
+        samples = [read_sample(path, raw, settings.security) for path, raw in raws.items()]
+        found = fit(samples, settings.security)
+        ok = ok and not found.contradictions and all(s.verdict.trusted for s in samples)
+        report[name] = {"samples": [s.as_json() for s in samples], "fits": found.__dict__}
+        if not args.json:
+            if len(report) > 1 or name != "default":
+                print(f"[{name}]")
+            print("\n".join(report_lines(samples, found)))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED

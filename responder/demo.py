@@ -36,7 +36,7 @@ DEMO_TICKETS = [
 def _headers(sender: str, subject: str, msgid: str, extra: str = "") -> str:
     domain = parseaddr(sender)[1].rpartition("@")[2]
     return (
-        f"Authentication-Results: {AUTHSERV}; dkim=pass header.d={domain};"
+        f"Authentication-Results: {AUTHSERV}; spf=pass smtp.mailfrom={domain};"
         f" dmarc=pass header.from={domain}\n"
         f"From: {sender}\nTo: approvals@demo.example\nSubject: {subject}\n"
         f"Date: Sat, 28 Nov 2026 09:0{len(msgid) % 10}:00 +0000\n"

@@ -25,7 +25,7 @@ async def explain(raw: bytes, settings: Settings | None, *, online: bool = False
         return report
     verdict = judge(facts.headers, facts.sender_domain, settings.security)
     report["authenticity"] = {"trusted": verdict.trusted, "method": verdict.method,
-                              "reason": verdict.reason}
+                              "reason": verdict.reason, "evidence": list(verdict.details)}
     plan = rules.triage(facts, verdict, datetime.now(UTC))
     if plan is None and online:
         from responder.halo import HaloClient
