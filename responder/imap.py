@@ -690,9 +690,12 @@ class ImapMailbox:
             try:
                 client.create_folder(name)
                 log.info("imap created folder %s", name)
-            except IMAPClientError:
-                if not client.folder_exists(name):  # not just created by someone else
+            except IMAPClientError as exc:
+                # Another instance made it between our look and our CREATE: fine. Dovecot
+                # says NO [ALREADYEXISTS] (RFC 5530); a server without the code is asked.
+                if "ALREADYEXISTS" not in str(exc).upper() and not client.folder_exists(name):
                     raise
+                log.info("imap folder %s was just created by another instance", name)
             with contextlib.suppress(IMAPClientError):
                 client.subscribe_folder(name)
         self._known_folders.add(name)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import email
+import errno
 import logging
 import mailbox
 import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,6 +91,35 @@ def folder_dir(root: Path, folder: str) -> Path:
     return root / ("." + ".".join(names))
 
 
+def make_folder(root: Path, target: Path) -> bool:
+    """Make the Maildir++ folder ``target`` whole, or leave it; True if this call made it.
+
+    Several instances may start at once: a folder is built under a temporary name in the
+    root's tmp/ (where nobody lists folders) and renamed into place, so nobody ever sees
+    it half made. When the name is taken meanwhile, whatever is there is completed (a
+    folder left half made by an older version, or by hand) instead of failing.
+    """
+    if target == root or all((target / sub).is_dir() for sub in (*_SUBDIRS, "tmp")):
+        return False
+    staging = Path(tempfile.mkdtemp(prefix=f".folder-{os.getpid()}-", dir=root / "tmp"))
+    try:
+        for sub in (*_SUBDIRS, "tmp"):
+            (staging / sub).mkdir(mode=0o700)
+        (staging / "maildirfolder").touch(mode=0o600)
+        try:
+            os.rename(staging, target)  # a non-empty target stays: ENOTEMPTY or EEXIST
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a rename
+    for sub in (*_SUBDIRS, "tmp"):
+        (target / sub).mkdir(mode=0o700, exist_ok=True)
+    (target / "maildirfolder").touch(mode=0o600)
+    return False
+
+
 def scan(root: Path) -> list[Entry]:
     """The messages in the root folder's new/ and cur/, oldest first."""
     entries = []
@@ -119,7 +151,8 @@ class MaildirMailbox:
 
     async def open(self) -> None:
         try:
-            mailbox.Maildir(str(self._root), factory=None, create=True)
+            for sub in (*_SUBDIRS, "tmp"):  # tolerant of a root another instance is making
+                (self._root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
             if not os.access(self._root / "cur", os.R_OK | os.W_OK | os.X_OK):
                 raise PermissionError(13, "cannot read and write", str(self._root / "cur"))
         except OSError as exc:
@@ -198,7 +231,11 @@ class MaildirMailbox:
         tag = ",O=" + "".join(c if c.isalnum() or c in "-_" else "_" for c in owner)
         now = time.time()
         held: dict[str, Path] = {}
-        for entry in scan(processing):
+        try:
+            claimed = scan(processing)
+        except OSError as exc:
+            raise MailboxError(f"maildir {processing}: {exc.strerror or exc}") from None
+        for entry in claimed:
             base, sep, holder = entry.key.rpartition(",O=")
             if not sep:  # put here by hand: anyone's after the timeout
                 base, holder = entry.key, ""
@@ -240,13 +277,11 @@ class MaildirMailbox:
 
     def _ensure_folder(self, target: Path) -> None:
         try:
-            if target != self._root and not (target / "cur").is_dir():
-                mailbox.Maildir(str(self._root), factory=None).add_folder(target.name[1:])
+            if make_folder(self._root, target):
                 log.info("maildir created folder %s", target.name)
         except OSError as exc:
-            if not (target / "cur").is_dir():  # not just made by another instance
-                why = f"maildir: cannot create {target.name}: {exc.strerror}"
-                raise MailboxError(why) from None
+            why = f"maildir: cannot create {target.name}: {exc.strerror or exc}"
+            raise MailboxError(why) from None
 
     def _move(self, ref: str, folder: str) -> None:
         target = folder_dir(self._root, folder)
@@ -259,10 +294,8 @@ class MaildirMailbox:
             if entry is None:
                 raise MailboxError(f"maildir: no message {ref!r} in {self._root}")
             source, name = entry.path, entry.path.name
+        self._ensure_folder(target)
         try:
-            if target != self._root and not (target / "cur").is_dir():
-                mailbox.Maildir(str(self._root), factory=None).add_folder(target.name[1:])
-                log.info("maildir created folder %s", target.name)
             os.rename(source, target / source.parent.name / name)
         except OSError as exc:
             raise MailboxError(f"maildir: cannot move {ref} to {folder}: {exc.strerror}") from None

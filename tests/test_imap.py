@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
+from imapclient.exceptions import IMAPClientError
 
 from responder.config import ImapSettings
 from responder.imap import (
@@ -187,6 +188,43 @@ async def test_move_creates_the_folder_and_files_the_message(
     client = dovecot.connect(user)
     assert "Approvals/Done" in [name for _f, _s, name in client.list_sub_folders()]
     client.logout()
+
+
+async def test_instances_starting_together_create_a_folder_without_tripping(
+    dovecot: Dovecot, imap_settings: ImapSettings
+) -> None:
+    """Each CREATEs the folder it files into; the losers' CREATE of an existing one is fine."""
+    user = user_of(imap_settings)
+    for n in range(3):
+        dovecot.append(user, "INBOX", plain(f"message {n}"))
+    source = "INBOX"
+    for round_ in range(8):  # three fresh instances filing into a new folder at once
+        boxes = [ImapMailbox(imap_settings.model_copy(update={"folder": source}))
+                 for _ in range(3)]
+        await asyncio.gather(*(box.open() for box in boxes))
+        try:
+            found = await boxes[0].fetch_new()
+            assert len(found) == 3, round_
+            target = f"Approvals/Race{round_}"
+            await asyncio.gather(*(box.move(message.ref, target)
+                                   for box, message in zip(boxes, found, strict=True)))
+        finally:
+            await asyncio.gather(*(box.close() for box in boxes))
+        assert len(dovecot.folder_messages(user, target)) == 3
+        source = target
+
+
+def test_dovecot_answers_create_of_an_existing_folder_with_alreadyexists(
+    dovecot: Dovecot, imap_settings: ImapSettings
+) -> None:
+    """The server fact the folder code relies on (RFC 5530 response code)."""
+    client = dovecot.connect(user_of(imap_settings))
+    try:
+        client.create_folder("Approvals/Twice")
+        with pytest.raises(IMAPClientError, match="ALREADYEXISTS"):
+            client.create_folder("Approvals/Twice")
+    finally:
+        client.logout()
 
 
 @pytest.mark.parametrize(
