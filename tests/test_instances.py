@@ -7,7 +7,6 @@ does not exist at the start of each round, so the three race to create it too.
 
 from __future__ import annotations
 
-import email
 import json
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from tests.servers import SmtpSink
 
 REPO = Path(__file__).resolve().parent.parent
 ROUNDS, REPLIES, PROCESSES = 20, 150, 3
+APPROVERS = 10  # per ticket: 15 tickets of 10 approvers, fewer reads of Halo per round
 
 
 @pytest.fixture
@@ -54,10 +54,12 @@ def config(halo: StandinHalo, sink: SmtpSink, root: Path, state: Path) -> dict[s
         "maildir": {"path": str(root)},
         "smtp": {"host": sink.host, "port": sink.port, "tls": "none", "from": RESPONDER_ADDRESS},
         "state": {"path": str(state)},
+        "answers": {"enabled": False},
         "security": {"trusted_authserv_id": AUTHSERV},
     }
 
 
+@pytest.mark.timeout(900)  # about 25 s on an idle machine; CI runners are not always idle
 def test_three_processes_claiming_one_maildir_decide_each_reply_once(
     racers: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
@@ -65,12 +67,17 @@ def test_three_processes_claiming_one_maildir_decide_each_reply_once(
         for round_ in range(ROUNDS):
             root = tmp_path / f"round{round_}" / "Maildir"
             root.parent.mkdir()
-            tickets = range(100_000 * (round_ + 1), 100_000 * (round_ + 1) + REPLIES)
+            first = 100_000 * (round_ + 1)
+            tickets = range(first, first + REPLIES // APPROVERS)
+            expected = []
             for ticket_id in tickets:
-                address = f"approver{ticket_id}@example.com"
-                halo.add_ticket(ticket_id, f"Ticket {ticket_id}",
-                                [{"emailaddress": address, "seq": 1, "actionnumber": 1}])
-                deliver(root, gmail_reply(address, ticket_id, "Approve"))
+                people = [f"approver{ticket_id}.{seq}@example.com" for seq in range(APPROVERS)]
+                halo.add_ticket(ticket_id, f"Ticket {ticket_id}", [
+                    {"emailaddress": who, "seq": seq, "actionnumber": 1}
+                    for seq, who in enumerate(people)])
+                for seq, who in enumerate(people):
+                    deliver(root, gmail_reply(who, ticket_id, "Approve"))
+                    expected.append((ticket_id, seq))
             lines = [json.dumps(config(halo, sink, root, root.parent / f"p{n}.sqlite3")) + "\n"
                      for n in range(PROCESSES)]
             for proc, line in zip(racers, lines, strict=True):  # all three at once
@@ -86,16 +93,14 @@ def test_three_processes_claiming_one_maildir_decide_each_reply_once(
 
             outcomes = Counter(r["outcome"] for r in reports)
             assert outcomes == {"approved": REPLIES}, f"round {round_}: {outcomes}"
-            assert sorted(r["ticket_id"] for r in reports) == list(tickets)
-            assert all(halo.approver(t, 1)["result"] == 1 for t in tickets)
+            assert len({r["key"] for r in reports}) == REPLIES
+            assert all(halo.approver(t, seq)["result"] == 1 for t, seq in expected)
             done = folder_dir(root, "Approvals/Done")
             assert len(list((done / "cur").iterdir())) == REPLIES
             assert list((root / "new").iterdir()) == list((root / "cur").iterdir()) == []
         assert halo.duplicate_decisions == 0
         assert len(halo.decisions) == ROUNDS * REPLIES
-        answered = Counter(str(email.message_from_bytes(m.content)["In-Reply-To"])
-                           for m in sink.received())
-        assert len(answered) == ROUNDS * REPLIES and max(answered.values()) == 1
+        assert sink.received() == []  # answers are off here: this is about claims
 
 
 def test_a_half_made_folder_is_completed_not_fatal(tmp_path: Path) -> None:
