@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -93,6 +94,7 @@ def _say(text: str) -> None:
 def _known_failure(exc: Exception) -> str | None:
     """The sentence for a failure of a part outside the responder (Halo, mail, disk)."""
     from responder.halo import HaloAuthError, HaloError, HaloUnavailable
+    from responder.ledger import LedgerError
     from responder.mailbox import MailboxError
     from responder.smtp import SmtpError
 
@@ -106,6 +108,10 @@ def _known_failure(exc: Exception) -> str | None:
         return f"mailbox: {exc}"
     if isinstance(exc, SmtpError):
         return f"smtp: {exc}"
+    if isinstance(exc, LedgerError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return f"ledger: {exc}"
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     return None
@@ -121,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(parser, defaults=True)
     sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
     for add in (_add_demo, _add_check, _add_once, _add_run, _add_explain, _add_audit,
-                _add_replay):
+                _add_replay, _add_backup):
         add(sub)
     return parser
 
@@ -272,6 +278,22 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("message_id", metavar="MESSAGE-ID", help="its Message-ID (<> optional)")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def _add_backup(sub: Any) -> None:
+    p = _command(
+        sub, "backup", _backup, "copy the ledger to a file, safely while the service runs",
+        "Uses SQLite's online backup: the copy is consistent even while `responder run`\n"
+        "writes to the ledger, and FILE appears only once complete (it is replaced if it\n"
+        "exists). With several instances each gets FILE-NAME (e.g. backup-globex.sqlite3).\n"
+        "Run it as the service's user so that the files SQLite keeps beside the ledger\n"
+        "stay that user's. To restore: stop the service, copy FILE to state.path, start.",
+        "  sudo -u responder responder backup -c /etc/halo-approval-responder/config.toml \\\n"
+        "      /var/backups/responder-$(date +%F).sqlite3",
+        "  0 written; 1 no ledger at state.path (nothing is created), or the copy failed;\n"
+        "  2 bad usage or config")
+    p.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
+    _config_options(p)
 
 
 # -- the handlers -----------------------------------------------------------------------
@@ -484,6 +506,20 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(f"{done.message_id}: {done.detail}")
     return OK if done.ok else FAILED
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from responder.ledger import backup
+
+    instances = _instances(args)
+    for name, settings in instances.items():
+        target = args.file
+        if len(instances) > 1:
+            target = target.with_name(f"{target.stem}-{name}{target.suffix}")
+        version, count = backup(settings.state.path, target)
+        print(f"backed up {settings.state.path} to {target}: {count} messages, "
+              f"schema version {version}")
+    return OK
 
 
 def _read(path: Path) -> bytes:

@@ -317,6 +317,8 @@ class ServiceSettings(Section):
     # Several instances may watch one mailbox: each claims a message before acting on it;
     # a claim not renewed for this long (its holder crashed) is taken over.
     claim_timeout_seconds: float = Field(default=600.0, gt=0)
+    # `responder run` logs one progress line per this many messages of a backlog.
+    progress_every: int = Field(default=100, ge=1)
 
 
 class Settings(Section):

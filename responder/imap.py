@@ -37,7 +37,7 @@ from imapclient.exceptions import (
 )
 
 from responder.config import ImapSettings
-from responder.mailbox import Incoming, MailboxError
+from responder.mailbox import Incoming, MailboxAuthError, MailboxError
 from responder.message import message_id as message_id_of
 from responder.oauth import TokenError, TokenSource, token_source
 
@@ -422,7 +422,7 @@ class ImapMailbox:
                 return
             except LoginError as exc:
                 if force_refresh:
-                    raise MailboxError(
+                    raise MailboxAuthError(
                         f"imap {where}: {self._mechanism} sign-in refused for {s.username} "
                         f"even with a fresh {s.auth} token ({self._scrub(exc)})"
                     ) from None
@@ -438,7 +438,7 @@ class ImapMailbox:
                 assert s.password is not None  # required with auth = "password"
                 client.login(s.username, s.password.get_secret_value())
         except LoginError as exc:
-            raise MailboxError(
+            raise MailboxAuthError(
                 f"imap {where}: login refused for {s.username} ({self._scrub(exc)})"
             ) from None
         except (OSError, IMAPClientError) as exc:

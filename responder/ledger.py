@@ -7,11 +7,16 @@ last one on the next pass:
             (POST in flight: reconciled by re-reading Halo, never blindly re-posted)
 
 Answers go through an outbox table of their own, sent and retried apart from
-decisions. Schema changes are named migrations, applied once, in a transaction.
+decisions. Schema changes are named migrations, applied once, in a transaction; the
+number applied is also the file's ``PRAGMA user_version`` (the schema version), so a
+ledger written by a newer responder is refused rather than misread. ``backup`` copies
+a ledger with SQLite's online backup while the service keeps writing to it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +93,18 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
+log = logging.getLogger("responder.ledger")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used as it is (newer schema, missing file); says what to do."""
+
+
+def schema_version() -> int:
+    """The schema version this responder writes: the number of migrations it knows."""
+    return len(MIGRATIONS)
+
+
 SEEN, SUBMITTING, DECIDED, ANSWERED, FILED = "seen", "submitting", "decided", "answered", "filed"
 REPLAY = "replay"  # the outcome of a message put back by ``responder replay``, until its pass
 
@@ -126,6 +143,7 @@ class OutboxItem:
 
 class Ledger:
     def __init__(self, path: Path | str) -> None:
+        self.path = path
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -139,9 +157,18 @@ class Ledger:
         self.db.close()
 
     def _migrate(self) -> None:
+        version = self.version()
+        if version > schema_version():
+            self.db.close()
+            raise LedgerError(
+                f"{self.path}: schema version {version} was written by a newer responder "
+                f"(this one knows up to {schema_version()}): upgrade the responder, or "
+                "restore a backup made before the upgrade")
         self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, at TEXT)")
         done = {r[0] for r in self.db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
+        if version == schema_version() and len(done) >= version:
+            return
+        for number, (name, sql) in enumerate(MIGRATIONS, start=1):
             if name in done:
                 continue
             self.db.execute("BEGIN IMMEDIATE")
@@ -149,10 +176,19 @@ class Ledger:
                 for statement in filter(str.strip, sql.split(";")):
                     self.db.execute(statement)
                 self.db.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
+                self.db.execute(f"PRAGMA user_version = {number}")
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            if done:  # a ledger that had data: say what changed, once
+                log.info("ledger %s: migrated to schema version %d (%s)", self.path, number, name)
+        if self.version() != schema_version():  # every named migration ran before
+            self.db.execute(f"PRAGMA user_version = {schema_version()}")
+
+    def version(self) -> int:
+        """The schema version recorded in the file (0: new, or from before versions)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     # -- messages ---------------------------------------------------------------
 
@@ -263,3 +299,57 @@ class Ledger:
     def outbox_size(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
                    .fetchone()[0])
+
+
+def backup(source: Path, target: Path) -> tuple[int, int]:
+    """Copy the ledger at ``source`` to ``target``, consistently, while it is in use.
+
+    SQLite's online backup copies every page in one step, from one snapshot: in WAL
+    mode the service's writes carry on meanwhile and are simply not in it. The copy is
+    written beside ``target`` and renamed into place, so ``target`` is never a
+    half-written file; it is a single file (no WAL).
+    Returns the copy's schema version and number of messages.
+    """
+    if not source.is_file():
+        raise LedgerError(f"no ledger at {source} (state.path): nothing to back up")
+    if target.exists() and target.resolve() == source.resolve():
+        raise LedgerError(f"{target} is the ledger itself: back it up to another file")
+    partial = target.with_name(f".{target.name}.partial")
+    sidecars = [source.with_name(source.name + end) for end in ("-wal", "-shm")]
+    existed = {f for f in sidecars if f.exists()}
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        src.execute("PRAGMA busy_timeout=5000")
+        dst = sqlite3.connect(str(partial))
+        try:
+            src.backup(dst)  # one step: a WAL snapshot, writers carry on meanwhile
+            dst.execute("PRAGMA journal_mode=DELETE")
+            problem = dst.execute("PRAGMA integrity_check").fetchone()[0]
+            if problem != "ok":
+                raise LedgerError(f"the copy of {source} is not sound: {problem}")
+            version = int(dst.execute("PRAGMA user_version").fetchone()[0])
+            has_messages = dst.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone()
+            count = (int(dst.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+                     if has_messages else 0)
+        finally:
+            dst.close()
+        os.replace(partial, target)
+    finally:
+        src.close()
+        partial.unlink(missing_ok=True)
+        _give_back(source, [f for f in sidecars if f.exists() and f not in existed])
+    return version, count
+
+
+def _give_back(ledger: Path, created: list[Path]) -> None:
+    """Files SQLite created beside the ledger for our read belong to the ledger's owner.
+
+    Run as root, a read of a WAL ledger can leave root-owned ``-wal``/``-shm`` files
+    that the service (its own user) could then not write.
+    """
+    if os.geteuid() != 0:
+        return
+    owner = ledger.stat()
+    for path in created:
+        os.chown(path, owner.st_uid, owner.st_gid)

@@ -25,6 +25,10 @@ class MailboxError(Exception):
     """The mailbox cannot be reached or refused an operation (secrets never included)."""
 
 
+class MailboxAuthError(MailboxError):
+    """The mailbox refused our sign-in: a wrong password or token, not an outage."""
+
+
 class Mailbox(Protocol):
     async def open(self) -> None:
         """Connect and sign in; raise MailboxError with a clear reason."""

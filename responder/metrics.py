@@ -34,6 +34,7 @@ class Metrics:
         self.outbox = Gauge("responder_outbox_size", "Answers waiting to be sent", registry=r)
         self.last_pass_at = 0.0
         self.mailbox_ok = False
+        self.mailbox_problem = ""  # why the mailbox is not answering, for /healthz
         self.last_pass = Gauge("responder_last_pass_timestamp_seconds",
                                "When the last pass over the mailbox finished", registry=r)
 
@@ -58,12 +59,15 @@ class Metrics:
         self.last_pass_at = time.time()
         self.last_pass.set(self.last_pass_at)
 
-    def mailbox_reachable(self, up: bool) -> None:
+    def mailbox_reachable(self, up: bool, problem: str = "") -> None:
         self.mailbox_ok = up
+        self.mailbox_problem = "" if up else problem
         self.mailbox_up.set(1 if up else 0)
 
     def healthy(self, stale_after: float) -> tuple[bool, str]:
         """Healthy when a pass finished recently and the mailbox answered."""
+        if self.mailbox_problem:
+            return False, f"mailbox unreachable: {self.mailbox_problem}"
         if not self.last_pass_at:
             return False, "no pass finished yet"
         if not self.mailbox_ok:

@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
 from responder.halo import HaloClient, HaloError
 from responder.imap import ImapMailbox
 from responder.ledger import Ledger
-from responder.mailbox import Mailbox, MailboxError
+from responder.mailbox import Mailbox, MailboxAuthError, MailboxError
 from responder.maildir import MaildirMailbox
 from responder.metrics import Metrics, serve_metrics
 from responder.oauth import TokenSource, token_source
@@ -106,8 +107,12 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
 
     SIGTERM finishes the pass in hand, then closes everything. SIGHUP reloads the config
     from ``config_path`` and carries on with the new one; a config that does not
-    validate is reported and the old one kept.
+    validate is reported and the old one kept. Each ledger is opened (and its schema
+    migrated) before any mail is read, so an upgrade shows in the first lines.
     """
+    log.info("responder %s starting: %s", __version__, describe_targets(instances))
+    for name, settings in instances.items():
+        await asyncio.to_thread(_prepare_ledger, name, settings)
     metrics = Metrics()
     service = next(iter(instances.values())).service
     server = None
@@ -119,17 +124,18 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
     try:
         while True:
             stop, reload = asyncio.Event(), asyncio.Event()
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop)
+            loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop)
             loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
             await asyncio.gather(*(
                 _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
             ))
             if not reload.is_set() or config_path is None:
+                log.info("stopped")
                 return
             try:
                 instances = load_instances(config_path)
-                log.info("config reloaded from %s", config_path)
+                log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
             except ConfigError as exc:
                 log.error("config not reloaded, keeping the old one: %s", exc)
     finally:
@@ -137,20 +143,83 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             server.close()
 
 
+def describe_targets(instances: dict[str, Settings]) -> str:
+    """``1 instance: default (imap u@host:993 INBOX -> Halo https://..., ledger ...)``."""
+    parts = []
+    for name, s in instances.items():
+        if s.imap is not None:
+            mailbox = f"imap {s.imap.username}@{s.imap.host}:{s.imap.port} {s.imap.folder}"
+        else:
+            assert s.maildir is not None
+            mailbox = f"maildir {s.maildir.path}"
+        parts.append(f"{name} ({mailbox} -> Halo {s.halo.base_url}, ledger {s.state.path})")
+    n = len(instances)
+    return f"{n} instance{'' if n == 1 else 's'}: {'; '.join(parts)}"
+
+
+def _prepare_ledger(name: str, settings: Settings) -> None:
+    """Open the ledger once at start: migrations run now, a newer schema stops the start."""
+    ledger = Ledger(settings.state.path)
+    try:
+        log.info("%s: ledger %s, schema version %d", name, settings.state.path, ledger.version())
+    finally:
+        ledger.close()
+
+
+def _stopping(signame: str, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        log.info("%s received: finishing the pass in hand, then stopping", signame)
+    stop.set()
+
+
+def backlog_progress(name: str, every: int) -> Callable[[str], None]:
+    """The worker's progress as one log line per ``every`` messages of a backlog.
+
+    The worker reports ``N messages, ...`` once per pass, then ``filed K/N`` per message;
+    a pass smaller than ``every`` logs nothing here (its messages are logged one by one).
+    """
+    total = 0
+
+    def show(text: str) -> None:
+        nonlocal total
+        words = text.split()
+        if len(words) > 1 and words[1] == "messages," and words[0].isdigit():
+            total = int(words[0])
+            if total >= every:
+                log.info("%s: backlog of %d messages: %s", name, total, text.split(", ", 1)[1])
+        elif words[:1] == ["filed"] and total >= every:
+            done = int(words[1].split("/")[0])
+            if done % every == 0 or done == total:
+                log.info("%s: backlog: %d of %d messages done", name, done, total)
+
+    return show
+
+
 async def _serve_one(name: str, settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
-    """One instance's service loop; if it cannot start, it keeps trying (with backoff)."""
+    """One instance's service loop; if it cannot start, it keeps trying (with backoff).
+
+    A refused sign-in is logged as "authentication failed" once per backoff step and
+    shown by /healthz, so a wrong password is seen without stopping the retries (it may
+    be fixed on the server side).
+    """
     backoff = 1.0
+    progress = backlog_progress(name, settings.service.progress_every)
     while not stop.is_set():
         try:
-            async with responder(settings, metrics=metrics, name=name) as worker:
+            async with responder(settings, metrics=metrics, name=name,
+                                 progress=progress) as worker:
                 await worker.run(stop, retry_seconds=settings.service.retry_seconds)
             return
+        except MailboxAuthError as exc:
+            log.error("%s: mailbox authentication failed: %s; retrying in %.0f s",
+                      name, exc, backoff)
+            metrics.mailbox_reachable(False, f"authentication failed: {exc}")
         except (MailboxError, HaloError, OSError) as exc:
             log.error("%s: cannot start: %s; retrying in %.0f s", name, exc, backoff)
-            metrics.mailbox_reachable(False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 300.0)
+            metrics.mailbox_reachable(False, str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+        backoff = min(backoff * 2, 300.0)
 
 
 def _set_both(*events: asyncio.Event) -> None:

@@ -135,7 +135,7 @@ class Responder:
             except MailboxError as exc:
                 log.warning("mailbox unavailable: %s; retrying in %.0f s", exc, backoff)
                 if self.metrics:
-                    self.metrics.mailbox_reachable(False)
+                    self.metrics.mailbox_reachable(False, str(exc))
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 with contextlib.suppress(MailboxError):

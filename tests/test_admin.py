@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from responder.cli import once_summary
-from responder.ledger import Ledger
+from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
 
 REPO = Path(__file__).parent.parent
@@ -245,7 +251,7 @@ def test_version_and_help_for_every_command() -> None:
     top = responder("--help").stdout
     assert "Turns email replies to Halo approval requests" in top
     assert "exit codes:" in top and "141" in top
-    commands = ["demo", "check", "once", "run", "explain", "audit", "replay"]
+    commands = ["demo", "check", "once", "run", "explain", "audit", "replay", "backup"]
     for name in commands:
         text = responder(name, "--help").stdout
         assert "examples:" in text and f"responder {name}" in text.split("examples:")[1], name
@@ -294,3 +300,154 @@ def test_check_refuses_a_halo_address_without_scheme_and_a_missing_templates_fol
         " e.g. https://halo.example.com",
         f"answers.templates: no such folder: {tmp_path / 'mine'}",
     ]
+
+
+# -- 6. backup while the service writes ------------------------------------------------------
+
+def test_backup_while_the_ledger_is_written_gives_a_consistent_copy(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    for i in range(2000):
+        ledger.record(f"<{i}@x>", content_hash=str(i), state="filed", outcome="approved")
+    stop, written = threading.Event(), [2000]
+
+    def service() -> None:  # keeps recording, as `responder run` does, during the backup
+        while not stop.is_set():
+            i = written[0]
+            ledger.record(f"<{i}@x>", content_hash=str(i), state="seen", note="n" * 200)
+            written[0] += 1
+
+    writer = threading.Thread(target=service)
+    writer.start()
+    try:
+        done = responder("backup", "--config", config, tmp_path / "copy.sqlite3")
+    finally:
+        stop.set()
+        writer.join()
+        ledger.close()
+
+    assert done.returncode == 0, done.stderr
+    copy = sqlite3.connect(tmp_path / "copy.sqlite3")
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one file
+    count = copy.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    assert 2000 <= count <= written[0]
+    assert copy.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert done.stdout == (f"backed up {tmp_path / 'state' / 'ledger.sqlite3'} to "
+                           f"{tmp_path / 'copy.sqlite3'}: {count} messages, schema version "
+                           f"{len(MIGRATIONS)}\n")
+    assert written[0] > 2000  # the service really wrote while the copy was made
+
+
+def test_backup_without_a_ledger_creates_nothing(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+
+    done = responder("backup", "--config", config, tmp_path / "copy.sqlite3")
+
+    assert done.returncode == 1
+    assert last_line(done.stderr).startswith("error: no ledger at")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+# -- 8. the service says what it is doing ---------------------------------------------------
+
+class Service:
+    """``responder run`` in the background, its log in a file, stopped with SIGTERM."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        self._out = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "responder.cli", "run", "--config", str(config)],
+            cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def wait_for(self, text: str, timeout: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines()):
+            assert self.proc.poll() is None, "\n".join(self.lines())
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "\n".join(self.lines())
+            time.sleep(0.05)
+        return self.lines()
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self._out.close()
+
+
+def health(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_run_says_what_it_serves_its_backlog_progress_and_sigterm(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from responder import __version__
+
+    harness.overrides = {"service": {"progress_every": 2}}
+    config = harness.write_config(tmp_path / "config.toml")
+    for _ in range(5):
+        harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    service = Service(config, tmp_path / "run.log")
+    try:
+        service.wait_for("backlog: 5 of 5 messages done")
+    finally:
+        code = service.terminate()
+    lines = service.lines()
+    text = "\n".join(lines)
+
+    assert code == 0, text
+    assert "Traceback" not in text
+    start = next(line for line in lines if " starting: " in line)
+    assert start.endswith(
+        f"INFO    responder {__version__} starting: 1 instance: default (imap "
+        f"{harness.user}@{harness.dovecot.host}:{harness.dovecot.port} INBOX -> Halo "
+        f"{harness.halo.base_url}, ledger {harness.settings.state.path})")
+    progress = [line.split("INFO    ")[1] for line in lines if "backlog" in line]
+    assert progress == [
+        "default: backlog of 5 messages: 5 to look up in Halo",
+        "default: backlog: 2 of 5 messages done",
+        "default: backlog: 4 of 5 messages done",
+        "default: backlog: 5 of 5 messages done",
+    ]
+    assert lines[-2].endswith("SIGTERM received: finishing the pass in hand, then stopping")
+    assert lines[-1].endswith("INFO    stopped")
+
+
+def test_a_wrong_imap_password_keeps_retrying_and_turns_healthz_unhealthy(
+    harness: Harness, tmp_path: Path
+) -> None:
+    port = closed_port()
+    harness.overrides = {"imap": {"password": "wrong-password-123"},
+                         "service": {"metrics_port": port}}
+    config = harness.write_config(tmp_path / "config.toml")
+    service = Service(config, tmp_path / "run.log")
+    try:
+        service.wait_for("retrying in 2 s")  # the third attempt is on its way
+        status, why = health(port)
+    finally:
+        code = service.terminate()
+    text = service.log.read_text()
+
+    assert code == 0 and "Traceback" not in text
+    assert status == 503
+    assert why.startswith("mailbox unreachable: authentication failed: imap ")
+    assert "login refused for " + harness.user in why
+    failures = [line for line in text.splitlines() if "ERROR" in line]
+    assert len(failures) >= 2
+    assert all("default: mailbox authentication failed: " in line for line in failures)
+    steps = [line.rsplit("retrying in ", 1)[1] for line in failures]
+    assert steps[:2] == ["1 s", "2 s"]  # once per backoff step, the step growing
+    assert "wrong-password-123" not in text + why

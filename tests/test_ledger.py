@@ -4,7 +4,17 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from responder.ledger import FILED, SUBMITTING, Ledger
+import pytest
+
+from responder.ledger import (
+    FILED,
+    MIGRATIONS,
+    SUBMITTING,
+    Ledger,
+    LedgerError,
+    backup,
+    schema_version,
+)
 
 
 def test_a_message_is_found_by_id_or_by_content(tmp_path: Path) -> None:
@@ -48,3 +58,69 @@ def test_answers_refused_too_often_are_dropped_not_retried_forever(tmp_path: Pat
         ledger.answer_failed(item.id, "550 no such user")
     assert ledger.drop_stale_answers(3) == ["<a@x>"]
     assert ledger.pending_answers(3) == [] and ledger.outbox_size() == 0
+
+
+# -- schema versions: upgraded at start from every earlier one, newer ones refused ------------
+
+def _ledger_as_of(path: Path, applied: int, *, versioned: bool) -> None:
+    """A ledger as the release with the first ``applied`` migrations left it.
+
+    Releases before schema versions recorded only the migration names (user_version 0);
+    later ones also set user_version. Each gets one message once it has the table.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, at TEXT)")
+    for name, sql in MIGRATIONS[:applied]:
+        for statement in filter(str.strip, sql.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO migrations VALUES (?, '2026-01-01')", (name,))
+    if applied >= 1:
+        db.execute("INSERT INTO messages (key, content_hash, state, outcome, ticket_id, "
+                   "created_at, updated_at) VALUES ('<old@x>', 'h', 'filed', 'approved', 7, "
+                   "'2026-01-01T00:00:00.000+00:00', '2026-01-01T00:00:00.000+00:00')")
+    if versioned:
+        db.execute(f"PRAGMA user_version = {applied}")
+    db.close()
+
+
+@pytest.mark.parametrize("versioned", [False, True], ids=["names-only", "user_version"])
+@pytest.mark.parametrize("applied", range(len(MIGRATIONS) + 1))
+def test_a_ledger_from_every_earlier_version_is_upgraded(
+    tmp_path: Path, applied: int, versioned: bool
+) -> None:
+    path = tmp_path / "l.sqlite3"
+    _ledger_as_of(path, applied, versioned=versioned)
+
+    ledger = Ledger(path)
+
+    assert ledger.version() == schema_version() == len(MIGRATIONS)
+    names = [r[0] for r in ledger.db.execute("SELECT name FROM migrations ORDER BY name")]
+    assert names == sorted(name for name, _ in MIGRATIONS)
+    if applied >= 1:  # what was recorded before the upgrade is still there, and usable
+        row = ledger.find("<old@x>", "h")
+        assert row is not None and (row.outcome, row.ticket_id) == ("approved", 7)
+    ledger.record("<new@x>", state=FILED, content_hash="h2", outcome="rejected")
+    assert ledger.queue_answer("<new@x>", "a@example.com", b"answer")
+    ledger.close()
+    assert Ledger(path).version() == len(MIGRATIONS)  # and opening again changes nothing
+
+
+def test_a_ledger_from_a_newer_responder_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {schema_version() + 1}")
+    db.close()
+
+    with pytest.raises(LedgerError, match="written by a newer responder"):
+        Ledger(path)
+
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema_version() + 1
+
+
+def test_backup_of_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="no ledger at"):
+        backup(tmp_path / "state" / "l.sqlite3", tmp_path / "copy.sqlite3")
+    assert list(tmp_path.iterdir()) == []
