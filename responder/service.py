@@ -110,6 +110,8 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
     validate is reported and the old one kept. Each ledger is opened (and its schema
     migrated) before any mail is read, so an upgrade shows in the first lines.
     """
+    loop = asyncio.get_running_loop()
+    stop, reload = _on_signals(loop)
     log.info("responder %s starting: %s", __version__, describe_targets(instances))
     for name, settings in instances.items():
         await asyncio.to_thread(_prepare_ledger, name, settings)
@@ -120,19 +122,15 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
         stale = 3 * max(service.retry_seconds, 60.0)
         server = await serve_metrics(metrics, service.metrics_host, service.metrics_port, stale)
         log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
-    loop = asyncio.get_running_loop()
     try:
         while True:
-            stop, reload = asyncio.Event(), asyncio.Event()
-            loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop)
-            loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop)
-            loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
             await asyncio.gather(*(
                 _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
             ))
             if not reload.is_set() or config_path is None:
                 log.info("stopped")
                 return
+            stop, reload = _on_signals(loop)
             try:
                 instances = load_instances(config_path)
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
@@ -164,6 +162,15 @@ def _prepare_ledger(name: str, settings: Settings) -> None:
         log.info("%s: ledger %s, schema version %d", name, settings.state.path, ledger.version())
     finally:
         ledger.close()
+
+
+def _on_signals(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, asyncio.Event]:
+    """Fresh stop and reload events, set by SIGTERM/SIGINT and SIGHUP from now on."""
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop)
+    loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop)
+    loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
+    return stop, reload
 
 
 def _stopping(signame: str, stop: asyncio.Event) -> None:
