@@ -91,6 +91,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_recipient ON outbox (recipient, created_at);
         """,
     ),
+    (
+        # one reply may decide several entries of the same person ("seq:actionnumber,...")
+        "0003_approver_entries",
+        """
+        ALTER TABLE messages ADD COLUMN entries TEXT;
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -126,6 +133,7 @@ class Row:
     note: str | None
     sender: str | None
     attempts: int
+    entries: str | None = None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:

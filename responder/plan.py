@@ -64,6 +64,12 @@ class Plan:
     outcome: Outcome
     reason: str  # one human line, for logs, the ledger and the answer
     submission: Submission | None = None
+    extra: tuple[Submission, ...] = ()  # more entries of the same person, same reply
+
+    @property
+    def submissions(self) -> tuple[Submission, ...]:
+        """Every decision this plan posts: one per pending entry of the sender."""
+        return (self.submission, *self.extra) if self.submission else ()
 
     @property
     def answered(self) -> bool:
@@ -131,10 +137,9 @@ def match(
         return Plan(Outcome.TICKET_NOT_FOUND, f"ticket {facts.ticket_id} was not found in Halo")
     assert facts.sender is not None and facts.decision is not None  # triage saw to it
     sender = normalise_address(aliases.get(facts.sender, facts.sender))
-    mine = [a for a in ticket.approvers if normalise_address(a.emailaddress) == sender]
-    if not mine:
+    if not any(normalise_address(a.emailaddress) == sender for a in ticket.entries):
         return Plan(Outcome.NOT_APPROVER, f"{facts.sender} is not an approver of {ticket.id}")
-    pending = [a for a in mine if a.pending]
+    pending = pending_entries(ticket, sender)
     if not pending:
         return Plan(Outcome.ALREADY_DECIDED, f"{facts.sender} has already decided {ticket.id}")
     if require_token:
@@ -146,11 +151,32 @@ def match(
                 f"the approval email for {ticket.id} is not quoted or forwarded",
             )
         pending = bound
-    approver = min(pending, key=lambda a: a.seq)
     result = Result.APPROVE if facts.decision is Decision.APPROVE else Result.REJECT
-    submission = Submission(ticket.id, approver.seq, approver.actionnumber, result, facts.note)
-    return Plan(Outcome.SUBMIT, f"{facts.decision.value} as approver seq {approver.seq}",
-                submission)
+    subs = [Submission(ticket.id, a.seq, a.actionnumber, result, facts.note) for a in pending]
+    seqs = " and ".join(str(a.seq) for a in pending)
+    return Plan(Outcome.SUBMIT, f"{facts.decision.value} as approver seq {seqs}",
+                subs[0], tuple(subs[1:]))
+
+
+def pending_entries(ticket: Ticket, sender: str) -> list[Approver]:
+    """The entries one reply from ``sender`` decides, each once, as Halo means pending.
+
+    Pending: ``result`` null or 0 and no ``dateapproved``, in ``approvers`` (an entry in
+    ``approvers_history`` is decided, whatever it shows). Of those with the sender's
+    address, the ones of the ticket's current step (``approval_process_step``) when it
+    names one and the sender has entries in it, else those of the earliest step; entries
+    without a step belong to every step. All of that step's entries for the address are
+    decided by the one reply (the person may be asked as themselves and as a CAB member).
+    """
+    history = {a.seq for a in ticket.history}
+    mine = [a for a in ticket.approvers if normalise_address(a.emailaddress) == sender
+            and a.pending and a.seq not in history]
+    steps = {a.step_id for a in mine if a.step_id is not None}
+    if steps:
+        step = ticket.current_step if ticket.current_step in steps else min(steps)
+        mine = [a for a in mine if a.step_id in (None, step)]
+    unique = {a.seq: a for a in mine}
+    return [unique[s] for s in sorted(unique)]
 
 
 def _compact(text: str) -> str:
@@ -158,18 +184,37 @@ def _compact(text: str) -> str:
     return re.sub(r"[\s>]+", "", text)
 
 
-def confirm(plan: Plan, approver: Approver | None) -> Plan:
-    """Halo's record after the submission decides the outcome the person is told."""
-    submission = plan.submission
-    assert submission is not None
-    if approver is not None and approver.result == submission.result:
-        outcome = Outcome.APPROVED if submission.result is Result.APPROVE else Outcome.REJECTED
-        return replace(plan, outcome=outcome, reason=f"recorded in Halo: {plan.reason}")
-    if approver is not None and approver.result:
+def confirm(plan: Plan, found: Approver | Mapping[int, Approver | None] | None) -> Plan:
+    """Halo's record after the submission decides the outcome the person is told.
+
+    ``found`` is Halo's entry for each submitted seq (from the POST's answer or a re-read
+    of ``approvers`` and ``approvers_history``); one entry alone stands for the first.
+    An entry shows our decision when its ``result`` is ours, or when it is decided
+    (``dateapproved``) without a result; another result means someone decided first.
+    """
+    subs = plan.submissions
+    assert subs
+    if found is None or isinstance(found, Approver):
+        found = {subs[0].seq: found}
+    ours = [s for s in subs if _shows(found.get(s.seq), s.result)]
+    others = [s for s in subs if (a := found.get(s.seq)) is not None and a.decided
+              and s not in ours]
+    if ours:
+        outcome = Outcome.APPROVED if ours[0].result is Result.APPROVE else Outcome.REJECTED
+        note = f" (seq {', '.join(str(s.seq) for s in others)} decided by someone else first)" \
+            if others else ""
+        return replace(plan, outcome=outcome, reason=f"recorded in Halo: {plan.reason}{note}")
+    if others and len(others) == len(subs):
         return replace(plan, outcome=Outcome.ALREADY_DECIDED,
                        reason="another decision was recorded first")
     return replace(plan, outcome=Outcome.FAILED,
                    reason="Halo accepted the submission but does not show it recorded")
+
+
+def _shows(approver: Approver | None, result: Result) -> bool:
+    if approver is None or approver.pending:
+        return False
+    return approver.result == result or not approver.result
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ replies. Stdlib only: a ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread.
 
 Paths match case-insensitively, as they do on Halo (ASP.NET). Every request is kept in
 ``requests``; ``faults`` switches latency, failures, dropped connections, a rate limit
-and token expiry on and off while it runs. Run ``python -m responder.standin --port
+and token expiry on and off while it runs. ``behaviour`` (a ``Behaviour``; presets by
+name in ``BEHAVIOURS``) chooses among the plausible answers where ``shared/halo`` says
+Halo's behaviour is unconfirmed: what the POST answers, a batch applied in part, decided
+entries moved to ``approvers_history``, decided entries refused, 403 on some tickets,
+scope and tenant enforced, several approval steps. Run ``python -m responder.standin --port
 8080 --seed demo`` to try it by hand.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from responder.config import HaloSettings
@@ -73,6 +78,51 @@ class _Reply:
     status: int
     body: Any = None  # JSON-serialisable, a str (sent as text), or None (empty body)
     headers: dict[str, str] = field(default_factory=dict)
+
+
+PostAnswer = Literal["records", "empty", "object"]
+
+
+@dataclass
+class Behaviour:
+    """One choice for each of Halo's unconfirmed behaviours (``shared/halo``).
+
+    The default is the kindest reading; each field is a stricter one that real Halo may
+    turn out to have, so the responder is tested under every one of them.
+    """
+
+    # What POST /api/TicketApproval answers: the records, an empty body, or ``{}``.
+    post_answer: PostAnswer = "records"
+    # A batch has its first k entries applied, then is refused with 400 (None: all or none).
+    batch_refused_after: int | None = None
+    # Decided entries leave ``approvers`` for ``approvers_history``.
+    history: bool = False
+    # A POST for an entry already decided is refused with 400 (else ignored, answered 200).
+    refuse_decided: bool = False
+    # Tickets whose read and decisions are refused with 403 (the agent may not see them).
+    forbidden: frozenset[int] = frozenset()
+    # Token scope enforced (reads need read:tickets or edit:tickets, decisions edit:tickets,
+    # ``all`` covers both); and, when set, the token request must name this tenant.
+    enforce_scope: bool = False
+    tenant: str | None = None
+    # Only entries of the ticket's current step (the lowest with entries pending) may be
+    # decided; a decision for a later step is refused with 400.
+    steps: bool = False
+
+
+BEHAVIOURS: dict[str, Behaviour] = {
+    "default": Behaviour(),
+    "post-empty": Behaviour(post_answer="empty"),
+    "post-object": Behaviour(post_answer="object"),
+    "batch-partial": Behaviour(batch_refused_after=1),
+    "history": Behaviour(history=True),
+    "refuse-decided": Behaviour(refuse_decided=True),
+    "steps": Behaviour(steps=True),
+    "scoped": Behaviour(enforce_scope=True, tenant="standin"),
+    # Everything strict at once: the most likely shape of the real thing is in here.
+    "strict": Behaviour(post_answer="empty", batch_refused_after=1, history=True,
+                        refuse_decided=True, enforce_scope=True, steps=True),
+}
 
 
 class Faults:
@@ -178,6 +228,12 @@ class Faults:
 class _Token:
     epoch: int
     expires_at: float
+    scope: str = "all"
+
+    def allows(self, needed: str) -> bool:
+        granted = set(self.scope.split())
+        return "all" in granted or needed in granted or (
+            needed == "read:tickets" and "edit:tickets" in granted)
 
 
 class StandinHalo:
@@ -192,12 +248,16 @@ class StandinHalo:
         post_returns_records: bool = True,
         port: int = 0,
         seed: int | str = 0,
+        behaviour: Behaviour | str | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_lifetime = token_lifetime
+        if isinstance(behaviour, str):
+            behaviour = dataclasses.replace(BEHAVIOURS[behaviour])  # a copy: presets stay put
         # The spec documents no body for the POST; False answers with an empty 200.
-        self.post_returns_records = post_returns_records
+        self.behaviour = behaviour or Behaviour(
+            post_answer="records" if post_returns_records else "empty")
         self.faults = Faults(seed)
         self.requests: list[Recorded] = []
         self.decisions: list[dict[str, Any]] = []  # every decision applied, in order
@@ -357,13 +417,17 @@ class StandinHalo:
     ) -> _Reply:
         key = _norm(path)
         if method == "POST" and key in ("/auth/token", "/token"):
-            return self._issue_token(raw)
+            return self._issue_token(raw, query)
         if method == "GET" and key == "/api/authinfo":
             return _Reply(200, {"auth_url": self.base_url + "/auth", "tenant_id": "standin"})
         if not key.startswith("/api/"):
             return _Reply(404, "not found")
-        if not self._token_valid(auth):
+        token = self._token_valid(auth)
+        if token is None:
             return _Reply(401, None, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        needed = "edit:tickets" if method == "POST" else "read:tickets"
+        if self.behaviour.enforce_scope and not token.allows(needed):
+            return _Reply(403, f"the token's scope does not allow {needed}")
         if key.startswith("/api/tickets/") and method == "GET":
             return self._get_ticket(key.removeprefix("/api/tickets/"))
         if key == "/api/ticketapproval" and method == "GET":
@@ -372,8 +436,11 @@ class StandinHalo:
             return self._post_approvals(raw)
         return _Reply(404, "not found")
 
-    def _issue_token(self, raw: bytes) -> _Reply:
+    def _issue_token(self, raw: bytes, query: dict[str, str]) -> _Reply:
         form = dict(parse_qsl(raw.decode("utf-8", "replace")))
+        tenant = self.behaviour.tenant
+        if tenant is not None and query.get("tenant") != tenant:
+            return _Reply(400, {"error": "invalid_request"})
         if form.get("grant_type") != "client_credentials":
             return _Reply(400, {"error": "unsupported_grant_type"})
         ok_id = secrets.compare_digest(form.get("client_id", ""), self.client_id)
@@ -383,7 +450,8 @@ class StandinHalo:
         token = "standin-" + secrets.token_urlsafe(24)
         with self._lock:
             expires_at = time.monotonic() + self.token_lifetime
-            self._tokens[token] = _Token(self.faults.token_epoch, expires_at)
+            scope = form.get("scope") or "all"
+            self._tokens[token] = _Token(self.faults.token_epoch, expires_at, scope)
             self.issued_tokens.append(token)
         reply = {
             "access_token": token,
@@ -394,27 +462,31 @@ class StandinHalo:
         }
         return _Reply(200, reply, {"Cache-Control": "no-store"})
 
-    def _token_valid(self, auth: str) -> bool:
+    def _token_valid(self, auth: str) -> _Token | None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer":
-            return False
+            return None
         with self._lock:
             issued = self._tokens.get(token.strip())
-        return (
+        if (
             issued is not None
             and issued.epoch == self.faults.token_epoch
             and time.monotonic() < issued.expires_at
-        )
+        ):
+            return issued
+        return None
 
     def _get_ticket(self, raw_id: str) -> _Reply:
         if not raw_id.isdigit():
             return _Reply(400, f"invalid ticket id {raw_id!r}")
+        if int(raw_id) in self.behaviour.forbidden:
+            return _Reply(403, "You do not have permission to view this ticket")
         with self._lock:
             ticket = self._tickets.get(int(raw_id))
             return (
                 _Reply(404, "ticket not found")
                 if ticket is None
-                else _Reply(200, _ticket_json(ticket))
+                else _Reply(200, _ticket_json(ticket, history=self.behaviour.history))
             )
 
     def _list_approvals(self, query: dict[str, str]) -> _Reply:
@@ -437,6 +509,7 @@ class StandinHalo:
             return _Reply(400, "expected a JSON array of FaultApproval")
         if self.faults.delay_before_apply:
             time.sleep(self.faults.delay_before_apply)
+        behaviour = self.behaviour
         with self._lock:
             targets = []
             for index, item in enumerate(items):
@@ -444,10 +517,24 @@ class StandinHalo:
                 if isinstance(target, str):
                     return _Reply(400, f"item {index}: {target}")
                 targets.append((target, item))
+            cut = behaviour.batch_refused_after
+            if cut is not None and len(targets) > cut:
+                for entry, item in targets[:cut]:
+                    self._apply(entry, item)
+                return _Reply(400, f"item {cut}: the approval could not be saved")
             records = [self._apply(entry, item) for entry, item in targets]
         if self.faults.delay_after_apply:
             time.sleep(self.faults.delay_after_apply)
-        return _Reply(200, records if self.post_returns_records else None)
+        answer: Any = {"records": records, "empty": None, "object": {}}[behaviour.post_answer]
+        return _Reply(200, answer)
+
+    @property
+    def post_returns_records(self) -> bool:
+        return self.behaviour.post_answer == "records"
+
+    @post_returns_records.setter
+    def post_returns_records(self, value: bool) -> None:
+        self.behaviour.post_answer = "records" if value else "empty"
 
     def _validate(self, item: Any) -> dict[str, Any] | str:
         """The approver entry that ``item`` decides, or what is wrong with it."""
@@ -456,6 +543,8 @@ class StandinHalo:
         for key in ("ticket_id", "seq", "actionnumber", "result"):
             if not _is_int(item.get(key)):
                 return f"{key} is missing or not an integer"
+        if item["ticket_id"] in self.behaviour.forbidden:
+            return f"ticket {item['ticket_id']} is not visible to this agent"
         ticket = self._tickets.get(item["ticket_id"])
         if ticket is None:
             return f"ticket {item['ticket_id']} not found"
@@ -467,6 +556,11 @@ class StandinHalo:
             return f"actionnumber {item['actionnumber']} does not match seq {item['seq']}"
         if item["result"] not in _DECIDED_STATUS:
             return f"result {item['result']} is not 1 (approve) or 2 (reject)"
+        if self.behaviour.refuse_decided and (entry["result"] or entry["dateapproved"]):
+            return f"approval seq {item['seq']} has already been decided"
+        step = _current_step(approvers)
+        if self.behaviour.steps and entry.get("step_id") not in (None, step):
+            return f"approval seq {item['seq']} is in step {entry['step_id']}, not step {step}"
         return entry
 
     def _apply(self, entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
@@ -493,19 +587,28 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _ticket_json(ticket: dict[str, Any]) -> dict[str, Any]:
+def _current_step(entries: list[dict[str, Any]]) -> int:
+    """The lowest step with an entry still pending (the last step once all are decided)."""
+    steps = [e.get("step_id") or 1 for e in entries]
+    waiting = [e.get("step_id") or 1 for e in entries if not e["result"]]
+    return min(waiting) if waiting else max(steps, default=1)
+
+
+def _ticket_json(ticket: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
     """Halo-like ticket JSON; ``approval_status`` is the stand-in's own simplification:
-    0 pending, 1 approved by everyone, 2 rejected by anyone."""
-    approvers = [dict(e) for e in ticket["approvers"]]
-    results = [e["result"] for e in approvers]
+    0 pending, 1 approved by everyone, 2 rejected by anyone. With ``history``, decided
+    entries are shown in ``approvers_history`` only."""
+    entries = [dict(e) for e in ticket["approvers"]]
+    results = [e["result"] for e in entries]
     status = 2 if 2 in results else 1 if results and all(r == 1 for r in results) else 0
+    decided = [e for e in entries if e["result"]] if history else []
     return {
         "id": ticket["id"],
         "summary": ticket["summary"],
-        "approvers": approvers,
-        "approvers_history": [],
+        "approvers": [e for e in entries if e not in decided],
+        "approvers_history": decided,
         "approval_status": status,
-        "approval_process_step": 1,
+        "approval_process_step": _current_step(entries),
     }
 
 
@@ -645,9 +748,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", choices=["demo", "none"], default="demo", help="tickets to add")
     parser.add_argument("--client-id", default="demo-client")
     parser.add_argument("--client-secret", default="demo-secret")
+    parser.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default="default",
+                        help="how strict to be where Halo's behaviour is unconfirmed")
+    parser.add_argument("--rate-limit", type=int, metavar="N",
+                        help="answer 429 beyond N requests per --window seconds")
+    parser.add_argument("--window", type=float, default=300.0, metavar="SECONDS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    halo = StandinHalo(client_id=args.client_id, client_secret=args.client_secret, port=args.port)
+    halo = StandinHalo(client_id=args.client_id, client_secret=args.client_secret, port=args.port,
+                       behaviour=args.behaviour)
+    if args.rate_limit:
+        halo.faults.rate_limit(args.rate_limit, args.window)
     if args.seed == "demo":
         seed_demo(halo)
     with halo:

@@ -59,6 +59,8 @@ class Item:
     row: Row | None = None
     reconcile: bool = False  # a POST may have reached Halo before a crash: re-read first
     halo_status: str | None = None  # what Halo answered to our decision, for the ledger
+    found: dict[int, Approver | None] = field(default_factory=dict)  # Halo's entries by seq
+    refused: str | None = None  # why Halo refused this message's decision, for good
 
 
 @dataclass
@@ -222,7 +224,7 @@ class Responder:
             return False
         if row is not None and row.state == states.SUBMITTING and row.ticket_id is not None:
             item.reconcile = True
-            item.plan = Plan(Outcome.SUBMIT, "resuming a submission", _submission(row))
+            item.plan = _resumed_plan(row)
             return True
         item.verdict = self._authenticate(item)
         item.plan = self.rules.triage(facts, item.verdict, self.clock())
@@ -259,23 +261,20 @@ class Responder:
                 item.plan = self._reconciled(item)
             else:
                 item.plan = self.rules.match(item.facts, found)
-            sub = item.plan.submission if item.plan.outcome is Outcome.SUBMIT else None
-            if sub is not None:
-                if (sub.ticket_id, sub.seq) in claimed:
-                    item.plan = Plan(Outcome.ALREADY_DECIDED, "decided by an earlier message")
-                claimed.add((sub.ticket_id, sub.seq))
+            item.plan = _unclaimed(item.plan, claimed)
 
     def _reconciled(self, item: Item) -> Plan:
-        """After a crash mid-submission: if Halo shows our result, do not post again."""
+        """After a crash mid-submission: what Halo shows decided is never posted again."""
         assert item.plan is not None and item.plan.submission is not None
-        sub = item.plan.submission
-        approver = item.ticket.approver(sub.seq) if item.ticket else None
-        if approver is not None and not approver.pending:
-            log.info("ticket %s seq %s: result already in Halo, not posting again",
-                     sub.ticket_id, sub.seq)
-            return confirm(item.plan, approver)
-        if approver is None:
+        subs = item.plan.submissions
+        for sub in subs:
+            item.found[sub.seq] = item.ticket.approver(sub.seq) if item.ticket else None
+        if any(item.found[s.seq] is None for s in subs):
             return Plan(Outcome.FAILED, "the approver is gone from the ticket")
+        if all(_decided(item.found[s.seq]) for s in subs):
+            log.info("ticket %s seq %s: result already in Halo, not posting again",
+                     subs[0].ticket_id, ", ".join(str(s.seq) for s in subs))
+            return confirm(item.plan, item.found)
         return item.plan
 
     async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | HaloError | None]:
@@ -313,7 +312,20 @@ class Responder:
             return
         for item in items:
             self._record_submitting(item)
-        subs = [it.plan.submission for it in items if it.plan and it.plan.submission]
+        await self._post(items)
+        await self._confirm(items)
+
+    async def _post(self, items: list[Item]) -> None:
+        """POST the entries of ``items`` Halo does not show decided yet, in one call.
+
+        A refused batch may have been applied in part (Halo is silent on this): its
+        tickets are re-read before anything is posted again, and what is still pending is
+        then posted entry by entry, so that one bad entry cannot sink the others.
+        """
+        todo = [(it, s) for it in items for s in _undecided(it)]
+        if not todo:
+            return
+        subs = [s for _, s in todo]
         deadline = self.settings.halo.pass_deadline_seconds
         try:
             # Past the deadline the POST is abandoned like a timeout: it may have landed,
@@ -324,42 +336,83 @@ class Responder:
             self._set_all(items, _halo_failure(failure), str(failure))
             return
         except HaloRejected as exc:
-            if len(items) > 1:  # one bad entry must not sink the others: isolate it
-                for item in items:
-                    await self._submit([item])
+            if len(subs) > 1:
+                await self._isolate(items, exc)
                 return
-            self._set_all(items, Plan(Outcome.FAILED, f"Halo refused the decision: {exc}"),
-                          f"{exc.status} {exc.excerpt}")
+            item = todo[0][0]
+            item.refused = f"Halo refused the decision: {exc}"
+            item.halo_status = f"{exc.method} {exc.path} {exc.status} {exc.excerpt}".strip()
             return
         except HaloError as exc:
             self._set_all(items, _halo_failure(exc), str(exc))
             return
-        for item in items:
+        if self.settings.halo.confirm == "reread":
+            records = None
+        shown = {(a.ticket_id, a.seq): a for a in records or [] if a.decided}
+        for item, sub in todo:
             item.halo_status = f"POST 200 ({len(subs)} in one call)"
-        await self._confirm(items, records if self.settings.halo.confirm == "response" else None)
+            if (sub.ticket_id, sub.seq) in shown:
+                item.found[sub.seq] = shown[(sub.ticket_id, sub.seq)]
 
-    async def _confirm(self, items: list[Item], records: list[Approver] | None) -> None:
-        """Use the POST's answer where it shows the result; else re-read each ticket once."""
-        shown = {(a.ticket_id, a.seq): a for a in records or []}
-        by_key = {(sub.ticket_id, sub.seq): it for it in items
-                  if it.plan and (sub := it.plan.submission)}
-        missing = [k for k in by_key if k not in shown or not shown[k].result]
-        reread = await self._tickets(t for t, _ in missing)
-        for key, item in by_key.items():
-            assert item.plan is not None
-            if key in shown and shown[key].result:
-                item.plan = confirm(item.plan, shown[key])
-                item.halo_status = f"{item.halo_status}; result {shown[key].result} in its answer"
-                continue
-            found = reread.get(key[0])
+    async def _isolate(self, items: list[Item], exc: HaloRejected) -> None:
+        """After a refused batch: re-read, then post what is still pending one by one."""
+        log.warning("Halo refused a batch of decisions (%s): re-reading before posting again",
+                    exc)
+        reread = await self._tickets(_ticket_of(it) or 0 for it in items)
+        for item in items:
+            found = reread.get(_ticket_of(item) or 0)
             if isinstance(found, HaloError):
-                item.plan = _halo_failure(found)  # reconciled by re-reading on the next pass
+                self._set_all([item], _halo_failure(found), str(found))
                 item.reconcile = True
                 continue
-            approver = found.approver(key[1]) if found else None
-            item.plan = confirm(item.plan, approver)
-            result = approver.result if approver else None
-            item.halo_status = f"{item.halo_status}; re-read shows result {result}"
+            for sub in _undecided(item):
+                item.found[sub.seq] = found.approver(sub.seq) if found else None
+            item.halo_status = f"batch refused ({exc.status}); re-read"
+        for item in items:
+            assert item.plan is not None
+            if item.plan.outcome is not Outcome.SUBMIT:
+                continue
+            for sub in _undecided(item):
+                one = replace(item.plan, submission=sub, extra=())
+                single = replace(item, plan=one, found={}, refused=None)
+                await self._post([single])
+                item.found.update(single.found)
+                item.refused = item.refused or single.refused
+                item.halo_status = single.halo_status
+                if single.plan is not None and single.plan.outcome is not Outcome.SUBMIT:
+                    item.plan = replace(single.plan, submission=item.plan.submission,
+                                        extra=item.plan.extra)
+                    item.reconcile = single.reconcile or item.reconcile
+                    break
+
+    async def _confirm(self, items: list[Item]) -> None:
+        """Use the POST's answer where it shows the result; else re-read each ticket once.
+
+        Halo may keep a decided entry in ``approvers`` or move it to ``approvers_history``;
+        ``Ticket.approver`` looks in both, and a ``dateapproved`` counts as decided.
+        """
+        waiting = [it for it in items if it.plan and it.plan.outcome is Outcome.SUBMIT]
+        unsure = [it for it in waiting if _undecided(it) and not it.refused]
+        reread = await self._tickets(_ticket_of(it) or 0 for it in unsure)
+        for item in waiting:
+            assert item.plan is not None
+            if item in unsure:
+                found = reread.get(_ticket_of(item) or 0)
+                if isinstance(found, HaloError):
+                    item.plan = _halo_failure(found)  # reconciled by re-reading next pass
+                    item.reconcile = item.plan.outcome is Outcome.PENDING
+                    continue
+                for sub in _undecided(item):
+                    item.found[sub.seq] = found.approver(sub.seq) if found else None
+                item.halo_status = f"{item.halo_status}; re-read shows " + ", ".join(
+                    f"seq {seq} result {a.result if a else None}" for seq, a in item.found.items())
+            elif not item.refused:
+                item.halo_status = f"{item.halo_status}; " + ", ".join(
+                    f"result {a.result}" for a in item.found.values() if a) + " in its answer"
+            plan = confirm(item.plan, item.found)
+            if item.refused and plan.outcome is Outcome.FAILED:
+                plan = replace(plan, reason=item.refused)
+            item.plan = plan
 
     def _set_all(self, items: list[Item], plan: Plan, halo_status: str) -> None:
         for item in items:
@@ -379,6 +432,8 @@ class Responder:
             actionnumber=sub.actionnumber,
             decision=sub.result.name.lower(),
             note=sub.note,
+            entries=",".join(f"{s.seq}:{s.actionnumber}" for s in item.plan.submissions)
+            if item.plan else None,
             **self._facts_columns(item),
         )
 
@@ -508,12 +563,46 @@ def _ticket_of(item: Item) -> int | None:
     return sub.ticket_id if sub else item.facts.ticket_id
 
 
-def _submission(row: Row) -> Submission:
+def _resumed_plan(row: Row) -> Plan:
+    """The submission a crash interrupted, every entry of it (``entries``: "seq:action")."""
     assert row.ticket_id is not None and row.seq is not None
     result = Result.APPROVE if row.decision == "approve" else Result.REJECT
-    return Submission(row.ticket_id, row.seq, row.actionnumber or 0, result, row.note)
+    pairs = [(row.seq, row.actionnumber or 0)]
+    for part in (row.entries or "").split(","):
+        seq, _, action = part.partition(":")
+        if seq.strip().isdigit() and (int(seq), int(action or 0)) not in pairs:
+            pairs.append((int(seq), int(action or 0)))
+    subs = [Submission(row.ticket_id, seq, action, result, row.note) for seq, action in pairs]
+    return Plan(Outcome.SUBMIT, "resuming a submission", subs[0], tuple(subs[1:]))
+
+
+def _decided(approver: Approver | None) -> bool:
+    return approver is not None and approver.decided
+
+
+def _undecided(item: Item) -> list[Submission]:
+    """The entries of an item's plan that Halo does not show decided (so far as we saw)."""
+    subs = item.plan.submissions if item.plan else ()
+    return [s for s in subs if not _decided(item.found.get(s.seq))]
+
+
+def _unclaimed(plan: Plan, claimed: set[tuple[int, int]]) -> Plan:
+    """Each entry is decided once per pass: entries an earlier message took are dropped."""
+    if plan.outcome is not Outcome.SUBMIT:
+        return plan
+    free = [s for s in plan.submissions if (s.ticket_id, s.seq) not in claimed]
+    claimed.update((s.ticket_id, s.seq) for s in plan.submissions)
+    if not free:
+        return Plan(Outcome.ALREADY_DECIDED, "decided by an earlier message")
+    return replace(plan, submission=free[0], extra=tuple(free[1:]))
 
 
 def _halo_failure(exc: HaloError) -> Plan:
-    """Halo could not be asked now: the message stays pending, nobody is told yet."""
+    """Halo could not be asked now: pending, nobody told yet; or refused it for good.
+
+    A 4xx other than 401/429 (``HaloRejected``: 400, 403, 404 on a decision...) will not
+    change on retry: the message fails, and the reason names the call and the status.
+    """
+    if isinstance(exc, HaloRejected):
+        return Plan(Outcome.FAILED, f"Halo refused it (HTTP {exc.status}), not retried: {exc}")
     return Plan(Outcome.PENDING, f"Halo unavailable, will retry: {exc}")

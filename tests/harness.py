@@ -129,6 +129,8 @@ class Harness:
             "state": {"path": str(self.state_dir / f"{self.user}.sqlite3")},
             "security": {"trusted_authserv_id": AUTHSERV},
         }
+        if self.halo.behaviour.tenant:  # a stand-in that enforces the tenant
+            data["halo"]["tenant"] = self.halo.behaviour.tenant
         for section, values in self.overrides.items():
             data[section] = {**data.get(section, {}), **values}
         return data

@@ -134,3 +134,61 @@ def test_the_token_chooses_among_several_entries_of_one_approver() -> None:
     )
     plan = match(with_quote("Ref tok-bbbb"), ticket, {}, require_token=True)
     assert plan.submission is not None and plan.submission.seq == 2
+
+
+# -- the pending approver, as Halo means it ------------------------------------------------
+
+
+def alice(seq: int, **fields: object) -> Approver:
+    return Approver(seq=seq, actionnumber=3, emailaddress="alice@example.com", **fields)  # type: ignore[arg-type]
+
+
+def planned_seqs(ticket: Ticket) -> list[int]:
+    plan = match(facts(gmail_reply("alice@example.com", 1234, "Approve")), ticket, {})
+    return [s.seq for s in plan.submissions]
+
+
+def test_pending_means_no_result_and_no_date_of_decision() -> None:
+    ticket = Ticket(1234, "x", (alice(1, result=0), alice(2, dateapproved="2026-11-28T08:00Z")))
+    assert planned_seqs(ticket) == [1]  # result 0 is pending; a date means decided
+    assert Approver(seq=1, actionnumber=1, emailaddress="a@x", result=0).pending
+
+
+def test_only_decided_entries_is_already_decided_wherever_halo_keeps_them() -> None:
+    moved = Ticket(1234, "x", (), history=(alice(1, result=1),))
+    plan = match(facts(gmail_reply("alice@example.com", 1234, "Approve")), moved, {})
+    assert plan.outcome is Outcome.ALREADY_DECIDED  # not "not an approver"
+    assert moved.approver(1) == alice(1, result=1)
+
+
+def test_every_entry_of_the_person_in_the_step_is_decided_once() -> None:
+    ticket = Ticket(1234, "x", (alice(5), alice(1), alice(5)))  # also in a CAB, listed twice
+    assert planned_seqs(ticket) == [1, 5]
+
+
+def test_the_current_step_is_preferred_else_the_earliest() -> None:
+    steps = (alice(1, step_id=1, result=1, dateapproved="d"), alice(2, step_id=2),
+             alice(3, step_id=3), alice(4))
+    assert planned_seqs(Ticket(1234, "x", steps, current_step=2)) == [2, 4]
+    assert planned_seqs(Ticket(1234, "x", steps, current_step=None)) == [2, 4]
+    assert planned_seqs(Ticket(1234, "x", steps[2:], current_step=2)) == [3, 4]
+
+
+def test_a_history_copy_of_an_entry_counts_as_decided() -> None:
+    ticket = Ticket(1234, "x", (alice(1), alice(2)), history=(alice(1, result=2),))
+    assert planned_seqs(ticket) == [2]
+    assert ticket.approver(1) == alice(1, result=2)
+
+
+def test_confirmation_of_several_entries() -> None:
+    subs = (Submission(1234, 1, 3, Result.APPROVE), Submission(1234, 5, 3, Result.APPROVE))
+    planned = Plan(Outcome.SUBMIT, "approve", subs[0], subs[1:])
+    assert confirm(planned, {1: alice(1, result=1), 5: alice(5, result=1)}).outcome \
+        is Outcome.APPROVED
+    partly = confirm(planned, {1: alice(1, result=1), 5: alice(5, result=2)})
+    assert partly.outcome is Outcome.APPROVED and "seq 5 decided by someone else" in partly.reason
+    assert confirm(planned, {1: alice(1, result=2), 5: alice(5, result=2)}).outcome \
+        is Outcome.ALREADY_DECIDED
+    assert confirm(planned, {1: alice(1), 5: None}).outcome is Outcome.FAILED
+    dated = confirm(planned, {1: alice(1, dateapproved="d"), 5: alice(5, dateapproved="d")})
+    assert dated.outcome is Outcome.APPROVED  # decided, result not shown: ours

@@ -278,3 +278,94 @@ def test_stop_refuses_connections_even_on_a_kept_alive_connection() -> None:
 def test_add_ticket_needs_seq_and_actionnumber(standin_halo: StandinHalo) -> None:  # noqa: F811
     with pytest.raises(ValueError, match="actionnumber"):
         standin_halo.add_ticket(9, "x", [{"emailaddress": "a@example.com", "seq": 1}])
+
+
+# -- behaviours where Halo is unconfirmed ------------------------------------------------------
+
+
+def signed_in(halo: StandinHalo, http: httpx.Client, **params: str) -> dict[str, str]:
+    form = {"grant_type": "client_credentials", "client_id": halo.client_id,
+            "client_secret": halo.client_secret, "scope": params.pop("scope", "all")}
+    reply = http.post("/auth/token", data=form, params=params)
+    assert reply.status_code == 200, reply.text
+    return {"Authorization": "Bearer " + reply.json()["access_token"]}
+
+
+@pytest.fixture
+def strict() -> Iterator[tuple[StandinHalo, httpx.Client]]:
+    with StandinHalo(behaviour="strict") as halo, httpx.Client(base_url=halo.base_url) as http:
+        halo.add_ticket(7, "x", [
+            {"emailaddress": "a@example.com", "seq": 1, "actionnumber": 2, "step_id": 1},
+            {"emailaddress": "b@example.com", "seq": 2, "actionnumber": 2, "step_id": 1},
+            {"emailaddress": "c@example.com", "seq": 3, "actionnumber": 2, "step_id": 2},
+        ])
+        yield halo, http
+
+
+def test_post_answers_as_the_behaviour_says() -> None:
+    for answer, body in (("records", b"["), ("empty", b""), ("object", b"{}")):
+        with StandinHalo(behaviour=f"post-{answer}" if answer != "records" else "default") \
+                as halo, httpx.Client(base_url=halo.base_url) as http:
+            halo.add_ticket(1, "x", [{"emailaddress": "a@x.com", "seq": 1, "actionnumber": 2}])
+            reply = http.post("/api/ticketapproval", json=[decision(1, 1, 2)],
+                              headers=signed_in(halo, http))
+            assert reply.status_code == 200 and reply.content.startswith(body)
+
+
+def test_strict_halo_applies_part_of_a_batch_then_refuses(
+    strict: tuple[StandinHalo, httpx.Client],
+) -> None:
+    halo, http = strict
+    auth = signed_in(halo, http, tenant="standin")
+    reply = http.post("/api/ticketapproval", json=[decision(7, 1, 2), decision(7, 2, 2)],
+                      headers=auth)
+    assert reply.status_code == 400
+    assert halo.approver(7, 1)["result"] == 1 and halo.approver(7, 2)["result"] is None
+
+
+def test_strict_halo_moves_decided_entries_and_refuses_them_again(
+    strict: tuple[StandinHalo, httpx.Client],
+) -> None:
+    halo, http = strict
+    auth = signed_in(halo, http)
+    assert http.post("/api/ticketapproval", json=[decision(7, 1, 2)], headers=auth).content == b""
+    ticket = http.get("/api/tickets/7", headers=auth).json()
+    assert [e["seq"] for e in ticket["approvers"]] == [2, 3]
+    assert [e["seq"] for e in ticket["approvers_history"]] == [1]
+    again = http.post("/api/ticketapproval", json=[decision(7, 1, 2, result=2)], headers=auth)
+    assert again.status_code == 400 and "already been decided" in again.text
+
+
+def test_strict_halo_refuses_a_later_step_until_the_current_one_is_done(
+    strict: tuple[StandinHalo, httpx.Client],
+) -> None:
+    halo, http = strict
+    auth = signed_in(halo, http)
+    assert http.get("/api/tickets/7", headers=auth).json()["approval_process_step"] == 1
+    early = http.post("/api/ticketapproval", json=[decision(7, 3, 2)], headers=auth)
+    assert early.status_code == 400 and "not step 1" in early.text
+    for seq in (1, 2):
+        http.post("/api/ticketapproval", json=[decision(7, seq, 2)], headers=auth)
+    assert http.get("/api/tickets/7", headers=auth).json()["approval_process_step"] == 2
+    assert http.post("/api/ticketapproval", json=[decision(7, 3, 2)],
+                     headers=auth).status_code == 200
+
+
+def test_scope_tenant_and_forbidden_tickets_are_enforced() -> None:
+    with StandinHalo(behaviour="scoped") as halo, httpx.Client(base_url=halo.base_url) as http:
+        halo.add_ticket(7, "x", [{"emailaddress": "a@x.com", "seq": 1, "actionnumber": 2}])
+        halo.add_ticket(8, "y", [{"emailaddress": "a@x.com", "seq": 1, "actionnumber": 2}])
+        form = {"grant_type": "client_credentials", "client_id": halo.client_id,
+                "client_secret": halo.client_secret}
+        assert http.post("/auth/token", data=form).status_code == 400  # no tenant
+        reader = signed_in(halo, http, tenant="standin", scope="read:tickets")
+        assert http.get("/api/tickets/7", headers=reader).status_code == 200
+        assert http.post("/api/ticketapproval", json=[decision(7, 1, 2)],
+                         headers=reader).status_code == 403
+        halo.behaviour.forbidden = frozenset({8})
+        editor = signed_in(halo, http, tenant="standin", scope="edit:tickets")
+        assert http.get("/api/tickets/8", headers=editor).status_code == 403
+        assert http.post("/api/ticketapproval", json=[decision(8, 1, 2)],
+                         headers=editor).status_code == 400
+        assert http.post("/api/ticketapproval", json=[decision(7, 1, 2)],
+                         headers=editor).status_code == 200
