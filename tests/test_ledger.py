@@ -33,7 +33,8 @@ def test_states_survive_a_restart(tmp_path: Path) -> None:
     row = again.find("<a@x>", "h")
     assert row is not None and (row.state, row.outcome) == (FILED, "approved")
     names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM migrations")]
-    assert names == ["0001_messages_and_outbox", "0002_replays"]
+    assert names == [name for name, _ in MIGRATIONS]  # each applied once, in order
+    assert names[:2] == ["0001_messages_and_outbox", "0002_replays"]
 
 
 def test_one_answer_per_message_and_a_count_per_recipient(tmp_path: Path) -> None:
