@@ -80,6 +80,17 @@ _HEADER_KEYS = _FROM_KEYS | _OTHER_KEYS
 
 _HEADER_LINE = re.compile(r"[ \t]*\**[ \t]*([^\W\d_][^:：*\n]{0,24}?)[ \t]*\**[ \t]*[:：]")
 _QUOTE_LINE = re.compile(r"[ \t]*>")
+_PIPE_LINE = re.compile(r"[ \t]*\|(?:[ \t]|$)")  # "| quoted": some webmail and Lotus quote so
+_DATE_FIRST = re.compile(
+    r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}年\d{1,2}月\d{1,2}日)"
+    r"(?:[ \t,]+(?:\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]*[ap]\.?m\.?)?|um|à|a las|alle|om|at))*"
+    r"(?:[ \t]*(?:GMT|UTC)?[ \t]*[+-]\d{1,2}:?\d{2})?[ \t,]+"
+    r"(?P<name>[^\d\s:：<>][^:：<>]{0,60}?)[ \t]*"
+    r"(?P<addr><[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\))?"
+    r"[ \t]*(?P<colon>[:：])?",
+    re.IGNORECASE,
+)
+_DASHED_WROTE = re.compile(r"[-=]{2,}[ \t]*(?P<inner>.{6,300}?)[ \t]*[-=]{2,}")
 _RULE_LINE = re.compile(r"[ \t]*[-_=*~#+.·•—–]*[ \t]*")
 _UNDERSCORE_RULE = re.compile(r"[ \t]*_{2,}[ \t]*")
 _TRAILING_UNDERSCORES = re.compile(r"(.*\S)[ \t]*(_{8,})[ \t]*")
@@ -226,7 +237,7 @@ def _cut_at(lines: Sequence[str], i: int) -> Cut | None:
     stripped = line.strip()
     if not stripped:
         return None
-    if _QUOTE_LINE.match(line):
+    if _QUOTE_LINE.match(line) or _is_pipe_quote(lines, i):
         return Cut.QUOTE
     if _SIGNATURE_DELIMITER.fullmatch(line) or _is_footer(stripped):
         return Cut.SIGNATURE
@@ -237,9 +248,28 @@ def _cut_at(lines: Sequence[str], i: int) -> Cut | None:
         return separator
     if _is_header_block(lines, i):
         return Cut.HEADERS
-    if _attribution_end(lines, i):
+    if _attribution_end(lines, i) or _names_the_quote_below(lines, i):
         return Cut.ATTRIBUTION
     return None
+
+
+def _names_the_quote_below(lines: Sequence[str], i: int) -> bool:
+    """ "Service Desk wrote:" with neither date nor address, right above a quote."""
+    stripped = lines[i][:MAX_LINE_CHARS].strip()
+    if len(stripped) > 120 or not stripped.endswith((":", "：")) or not _WROTE.search(stripped):
+        return False
+    below = next((j for j in range(i + 1, min(i + 3, len(lines))) if lines[j].strip()), None)
+    return below is not None and bool(
+        _QUOTE_LINE.match(lines[below]) or _is_pipe_quote(lines, below)
+    )
+
+
+def _is_pipe_quote(lines: Sequence[str], i: int) -> bool:
+    """A '|' quote: two such lines in a row (one alone is more likely a table row)."""
+    if not _PIPE_LINE.match(lines[i][:MAX_LINE_CHARS]):
+        return False
+    neighbours = (lines[j] for j in (i - 1, i + 1) if 0 <= j < len(lines))
+    return any(_PIPE_LINE.match(line[:MAX_LINE_CHARS]) for line in neighbours)
 
 
 def _separator_kind(stripped: str) -> Cut | None:
@@ -311,6 +341,8 @@ def _continues_attribution(line: str) -> bool:
 def _is_attribution(joined: str) -> bool:
     if len(joined) > 3 * MAX_LINE_CHARS:
         return False
+    if _is_dashed_attribution(joined) or _is_date_name(joined) or _is_glued_attribution(joined):
+        return True
     if joined.endswith((":", "：")):
         has_date = bool(_DIGIT.search(joined))
         has_email = bool(_EMAIL.search(joined))
@@ -318,6 +350,38 @@ def _is_attribution(joined: str) -> bool:
             return True
         return has_date and has_email and len(joined) <= 300
     return bool(_ENGLISH_NO_COLON.fullmatch(joined) and _DIGIT.search(joined))
+
+
+def _is_dashed_attribution(joined: str) -> bool:
+    """Zoho's "---- On Thu, 03 Mar 2016 17:21 +0100 Name <addr> wrote ----"."""
+    dashed = _DASHED_WROTE.fullmatch(joined)
+    return bool(dashed and _WROTE.search(dashed.group("inner")) and _DIGIT.search(joined))
+
+
+def _is_date_name(joined: str) -> bool:
+    """Older Gmail's "2016-03-03 17:21 GMT+01:00 Name <addr>:" and a date and a name alone.
+
+    A line that starts with a date and holds nothing else but a short name, ending with a
+    colon or an address: no sentence a person writes looks like that.
+    """
+    if len(joined) > 160:
+        return False
+    found = _DATE_FIRST.fullmatch(joined)
+    if not found or not (found.group("colon") or found.group("addr")):
+        return False
+    name = found.group("name").strip(" ,")
+    return 0 < len(name.split()) <= 6 and not _SENTENCE_PUNCTUATION.search(name)
+
+
+def _is_glued_attribution(joined: str) -> bool:
+    """Yahoo's "On …, Name<addr> wrote:   first quoted words" on one line."""
+    if not _ATTRIBUTION_START.match(joined):
+        return False
+    colon = re.search(r"[:：][ \t]{2,}\S", joined)
+    if colon is None:
+        return False
+    head = joined[: colon.start()]
+    return bool(_WROTE.search(head + ":") and _DIGIT.search(head) and _EMAIL.search(head))
 
 
 def _before_rules(lines: Sequence[str], i: int) -> int:
@@ -329,7 +393,10 @@ def _before_rules(lines: Sequence[str], i: int) -> int:
 
 def _is_quote_run(lines: Sequence[str], start: int) -> bool:
     """Quoted matter that starts with '>' lines (maybe under an attribution)."""
-    return any(_QUOTE_LINE.match(line) for line in lines[start : start + ATTRIBUTION_LINES + 2])
+    return any(
+        _QUOTE_LINE.match(line) or _is_pipe_quote(lines, start + k)
+        for k, line in enumerate(lines[start : start + ATTRIBUTION_LINES + 2])
+    )
 
 
 def _interleaved(lines: Sequence[str], start: int) -> list[str]:
@@ -353,7 +420,8 @@ def _interleaved(lines: Sequence[str], start: int) -> list[str]:
 
 def _skip_attribution(lines: Sequence[str], i: int) -> int:
     end = i + 1
-    while end < len(lines) and end < i + ATTRIBUTION_LINES and not _QUOTE_LINE.match(lines[end]):
+    while (end < len(lines) and end < i + ATTRIBUTION_LINES
+           and not (_QUOTE_LINE.match(lines[end]) or _is_pipe_quote(lines, end))):
         end += 1
     return end
 
@@ -379,9 +447,11 @@ def _tidy(lines: Sequence[str]) -> str:
 
 def _unquote(line: str) -> str:
     stripped = line.lstrip()
-    if not stripped.startswith(">"):
-        return line
-    return stripped.lstrip("> \t")
+    if stripped.startswith(">"):
+        return stripped.lstrip("> \t")
+    if _PIPE_LINE.match(stripped):
+        return stripped[1:].lstrip()
+    return line
 
 
 def _has_forward_marker(remainder: Sequence[str]) -> bool:
