@@ -10,7 +10,9 @@ whatever cannot be read becomes a note in ``Bodies.problems``.
 from __future__ import annotations
 
 import codecs
+import email.errors
 import email.feedparser
+import email.parser
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -66,6 +68,85 @@ def parse_message(raw: bytes) -> Message:
     return email.message_from_bytes(raw, policy=compat32)
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_HEADER_PARSER = email.parser.BytesHeaderParser(policy=compat32)
+MAX_HEADER_BYTES = 256 * 1024  # a part's header longer than this is not a header
+
+
+def text_only(raw: bytes) -> bytes:
+    """The message as a mail client shows it, without the bodies of attachments.
+
+    Every non-text body (a PDF, an image, a forwarded message/rfc822, the preamble and
+    epilogue of a multipart) is left out, at the byte level and without decoding; the
+    headers and the inline text/plain and text/html parts stay byte for byte. This is
+    what the IMAP mailbox fetches, so the size limit and the reading are the same for
+    every mailbox and for ``explain``. A message too odd to scan is returned unchanged.
+    """
+    if len(_BOUNDARY_PARAM.findall(raw)) > MAX_MULTIPARTS:
+        return raw
+    drops: list[tuple[int, int]] = []
+    try:
+        _scan(raw, 0, len(raw), drops, depth=0, budget=[MAX_PARTS])
+    except (ValueError, LookupError, email.errors.MessageError):
+        return raw
+    if not drops:
+        return raw
+    out: list[bytes] = []
+    at = 0
+    for start, end in sorted(drops):
+        out.append(raw[at:start])
+        at = max(at, end)
+    out.append(raw[at:])
+    return b"".join(out)
+
+
+def _scan(raw: bytes, start: int, end: int, drops: list[tuple[int, int]], depth: int,
+          budget: list[int]) -> None:
+    """Note the byte ranges of non-text bodies in the part ``raw[start:end]``."""
+    budget[0] -= 1
+    blank = _BLANK_LINE.search(raw, start, min(end, start + MAX_HEADER_BYTES))
+    if blank is None or depth > MAX_DEPTH or budget[0] < 0:
+        return
+    head = _HEADER_PARSER.parsebytes(raw[start : blank.start()])
+    body = blank.end()
+    ctype = head.get_content_type()
+    if ctype.startswith("multipart/"):
+        _scan_multipart(raw, body, end, str(head.get_boundary() or ""), drops, depth, budget)
+    elif ctype not in ("text/plain", "text/html") or _is_attachment(head):
+        drops.append((body, end))
+
+
+def _scan_multipart(raw: bytes, body: int, end: int, boundary: str,
+                    drops: list[tuple[int, int]], depth: int, budget: list[int]) -> None:
+    """Each part between the boundary lines; the preamble and epilogue are left out."""
+    if not boundary:
+        return  # read as the text it is (see _boundary_missing)
+    delimiter = re.compile(
+        rb"(?:^|(?<=\n))--" + re.escape(boundary.encode("ascii", "surrogateescape"))
+        + rb"(--)?[ \t]*(?:\r?\n|$)", re.MULTILINE
+    )
+    marks = list(delimiter.finditer(raw, body, end))
+    if not marks:
+        return  # a boundary that never occurs: the body is text
+    drops.append((body, marks[0].start()))
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        if mark.group(1):  # the close delimiter: the rest is epilogue
+            drops.append((mark.end(), end))
+            return
+        part_end = following.start() if following is not None else end
+        _scan(raw, mark.end(), _before_newline(raw, mark.end(), part_end), drops, depth + 1,
+              budget)
+
+
+def _before_newline(raw: bytes, start: int, end: int) -> int:
+    """The CRLF before a boundary line belongs to the boundary, not to the part."""
+    if end - 2 >= start and raw[end - 2 : end] == b"\r\n":
+        return end - 2
+    if end - 1 >= start and raw[end - 1 : end] == b"\n":
+        return end - 1
+    return end
+
+
 @dataclass(frozen=True)
 class Bodies:
     """The text a mail client would show, as plain text and as HTML (either may be absent)."""
@@ -116,6 +197,8 @@ def _walk(part: Message, problems: list[str], depth: int, budget: list[int]) -> 
         return _Found()
     problems.extend(_defect_notes(part))
     ctype = part.get_content_type()
+    if ctype.startswith("multipart/") and not part.is_multipart():
+        return _boundary_missing(part, problems)
     if part.is_multipart():
         children = _children(part, problems)
         found = [_walk(child, problems, depth + 1, budget) for child in children]
@@ -143,6 +226,18 @@ def _walk(part: Message, problems: list[str], depth: int, budget: list[int]) -> 
         delsp = str(part.get_param("delsp", "no", header="content-type")).lower() == "yes"
         text = unflow(text, delsp=delsp)
     return _Found(plain=(text,))
+
+
+_HTML_START = re.compile(r"\s*(?:<!doctype html|<html|<head|<body|<div|<p[ >])", re.IGNORECASE)
+
+
+def _boundary_missing(part: Message, problems: list[str]) -> _Found:
+    """A multipart whose declared boundary never occurs: clients show its body as text."""
+    problems.append(f"{part.get_content_type()} whose boundary never occurs; read as its text")
+    text = _decode_part(part, problems)
+    if text is None or not text.strip() or _looks_binary(text):
+        return _Found()
+    return _Found(html=(text,)) if _HTML_START.match(text) else _Found(plain=(text,))
 
 
 def _children(part: Message, problems: list[str]) -> list[Message]:

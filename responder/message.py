@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
-from responder.body import parse_message, read_bodies
+from responder.body import parse_message, read_bodies, text_only
 from responder.config import ParsingSettings
 from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
 from responder.machine import RESPONDER_HEADER, machine_reason
@@ -100,6 +100,7 @@ def analyse(
 ) -> Facts:
     """Read a message. Never raises: an unreadable message says why in ``unreadable``."""
     parsing = parsing or ParsingSettings()
+    raw = text_only(raw)  # attachments are never read nor counted, whichever the mailbox
     if len(raw) > parsing.max_message_bytes:  # bounded time and memory: the header only
         end = raw.find(b"\r\n\r\n", 0, _HEAD)
         head = raw[: end + 4 if end >= 0 else _HEAD][: parsing.max_message_bytes]
