@@ -1,8 +1,12 @@
 """The answer a person gets: rendered from templates, threaded under their message.
 
-One template pair per outcome (``approved.txt`` + ``approved.html``, ...). A site can
-point ``[answers] templates`` at a folder of its own; any template missing there
-falls back to the built-in one.
+One template pair per outcome (``approved.txt`` + ``approved.html``, ...), in English at
+the top of the folder and per language in ``<lang>/`` (de, fr, nl, es built in). The
+answer is in the approver's language when the message says it (``Facts.language``: a
+localized decision word, or the client's attribution line) and a template exists for it;
+otherwise in English. A site can point ``[answers] templates`` at a folder of its own
+(and add ``<lang>/`` folders there); any template missing there falls back to the
+built-in one.
 """
 
 from __future__ import annotations
@@ -68,9 +72,19 @@ def compose(
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg[RESPONDER_HEADER] = name
-    msg.set_content(env.get_template(f"{name}.txt").render(context))
-    msg.add_alternative(env.get_template(f"{name}.html").render(context), subtype="html")
+    text = localized(env, f"{name}.txt", facts.language)
+    msg.set_content(text.render(context))
+    msg.add_alternative(localized(env, f"{name}.html", facts.language).render(context),
+                        subtype="html")
+    if facts.language and (text.name or "").startswith(f"{facts.language}/"):
+        msg["Content-Language"] = facts.language
     return msg
+
+
+def localized(env: jinja2.Environment, name: str, language: str | None) -> jinja2.Template:
+    """``<language>/<name>`` where there is one (the site's or ours), else ``<name>``."""
+    names = [f"{language}/{name}"] if language and language.isalpha() else []
+    return env.select_template([*names, name])
 
 
 def reply_subject(subject: str) -> str:

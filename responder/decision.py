@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -66,6 +66,7 @@ class Grammar:
     """Which words decide (case- and accent-normalised)."""
 
     words: dict[str, Decision]
+    languages: dict[str, str] = field(default_factory=dict)  # localized word -> language
 
     @classmethod
     def build(
@@ -75,11 +76,16 @@ class Grammar:
         reject_words: Iterable[str] = (),
     ) -> Grammar:
         words = dict(BASE_WORDS)
+        word_languages: dict[str, str] = {}
         for language in languages:
-            words.update(LANGUAGE_WORDS.get(language.lower(), {}))
+            localized = LANGUAGE_WORDS.get(language.lower(), {})
+            words.update(localized)
+            word_languages.update({_normalise(w): language.lower() for w in localized})
         words.update({_normalise(w): Decision.APPROVE for w in approve_words})
         words.update({_normalise(w): Decision.REJECT for w in reject_words})
-        return cls({_normalise(w): d for w, d in words.items()})
+        for word in (*approve_words, *reject_words):
+            word_languages.pop(_normalise(word), None)  # a site's own word has no language
+        return cls({_normalise(w): d for w, d in words.items()}, word_languages)
 
 
 DEFAULT_GRAMMAR = Grammar.build()
@@ -89,6 +95,7 @@ DEFAULT_GRAMMAR = Grammar.build()
 class Read:
     decision: Decision | None
     note: str | None
+    language: str | None = None  # the language of a localized decision word
 
 
 def read_decision(text: str, grammar: Grammar = DEFAULT_GRAMMAR) -> Read:
@@ -100,14 +107,15 @@ def read_decision(text: str, grammar: Grammar = DEFAULT_GRAMMAR) -> Read:
     first = tokens[0]
     if "?" in first:
         return Read(None, None)
-    decision = grammar.words.get(_normalise(first.strip(_EDGE_PUNCTUATION)))
+    word = _normalise(first.strip(_EDGE_PUNCTUATION))
+    decision = grammar.words.get(word)
     if decision is None:
         return Read(None, None)
     rest = paragraph.split(maxsplit=1)[1] if len(tokens) > 1 else ""
     if _is_alternative(tokens[1] if len(tokens) > 1 else "", first):
         return Read(None, None)  # "approve or reject?", "approve ?"
     note = " ".join(_NOTE_LEAD.sub("", rest).split())
-    return Read(decision, note or None)
+    return Read(decision, note or None, grammar.languages.get(word))
 
 
 _GREETING = re.compile(

@@ -59,6 +59,7 @@ class Facts:
     content_hash: str = ""
     problems: tuple[str, ...] = ()
     unreadable: str | None = None  # why nothing could be read, when that is so
+    language: str | None = None  # the approver's language, for the answer (None: unknown)
     headers: Message | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -87,6 +88,7 @@ class Facts:
             "content_hash": self.content_hash,
             "problems": list(self.problems),
             "unreadable": self.unreadable,
+            "language": self.language,
         }
 
 
@@ -143,10 +145,10 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
     read = read_decision(reply.text, grammar)
     if read.decision is None and not reply.text.strip():
         read = read_decision(strip_subject_prefixes(subject, banners), grammar)  # mailto:
-        read = type(read)(read.decision, None)
+        read = replace(read, note=None)
     machine = machine_reason(msg, sender, strip_banner_tags(subject, banners))
     if machine is not None:  # a machine decides nothing: explain says what the service does
-        read = type(read)(None, None)
+        read = replace(read, decision=None, note=None)
     unreadable = None
     if bodies.plain is None and bodies.html is None and bodies.problems:
         unreadable = "; ".join(bodies.problems)
@@ -168,6 +170,7 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         content_hash=content_hash(sender, subject, bodies.plain, bodies.html),
         problems=bodies.problems,
         unreadable=unreadable,
+        language=read.language or reply.language,
         headers=msg,
     )
 

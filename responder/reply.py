@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from responder.banners import DEFAULT_BANNERS, Banners
 from responder.html_reply import split_html
+from responder.language import language_of_original
 from responder.quotes import split_reply
 
 
@@ -22,6 +23,7 @@ class Reply:
     forwarded: bool  # the message forwards an original ("Begin forwarded message:" …)
     original: str  # the quoted or forwarded remainder, for finding our token in it
     original_subject: str | None  # Subject: of the original's header block, when shown
+    language: str | None = None  # of the attribution or header block the client wrote
 
 
 def extract_reply(
@@ -34,4 +36,5 @@ def extract_reply(
         split = split_html(html, banners)
     else:
         return Reply(text="", forwarded=False, original="", original_subject=None)
-    return Reply(split.text, split.forwarded, split.original, split.original_subject)
+    return Reply(split.text, split.forwarded, split.original, split.original_subject,
+                 language_of_original(split.original))
