@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.harness import AUTHSERV, RESPONDER_ADDRESS
+from tests.harness import AUTHSERV, RESPONDER_ADDRESS, signature_header
 
 _ids = itertools.count(1)
 ORIGINAL = "Ticket 1234 needs your approval. Please reply APPROVE or REJECT."
@@ -117,6 +117,7 @@ def _headers(sender: str, subject: str, content_type: str, extra: str = "") -> s
     lines = [
         f"Authentication-Results: {AUTHSERV}; dkim=pass header.d={domain};"
         f" dmarc=pass header.from={domain}",
+        signature_header(domain),
         f"From: {sender}",
         f"To: Service Desk <{RESPONDER_ADDRESS}>",
         f"Subject: {subject}",

@@ -22,7 +22,7 @@ from responder.maildir import deliver
 from responder.message import analyse
 from responder.service import responder
 from tests.clients import outlook_desktop
-from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, reply
+from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, reply, signature_header
 
 REPO = Path(__file__).resolve().parent.parent
 ALICE = "Alice Approver <alice@example.com>"
@@ -32,6 +32,7 @@ def headers(content_type: str) -> str:
     return (
         f"Authentication-Results: {AUTHSERV}; dkim=pass header.d=example.com;"
         " dmarc=pass header.from=example.com\r\n"
+        f"{signature_header('example.com')}\r\n"
         f"From: {ALICE}\r\nTo: {RESPONDER_ADDRESS}\r\nSubject: RE: Approval required [ID:1234]\r\n"
         "Date: Sat, 28 Nov 2026 09:00:00 +0000\r\nMessage-ID: <broken.1@example.com>\r\n"
         f"MIME-Version: 1.0\r\nContent-Type: {content_type}\r\n\r\n"
