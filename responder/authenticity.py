@@ -231,7 +231,7 @@ def trusted_block(fields: Sequence[tuple[str, str]], trusted: frozenset[str]) ->
         report = report_of(header)
         if report.authserv_id in topmost_only:
             stray = tuple(f"stray token in {report.authserv_id}'s header: {t}"
-                          for t in header.stray)
+                          for t in dict.fromkeys(header.stray))
             return _Block((report,), stray)
         if not pinned:
             names = " or ".join(sorted(topmost_only))

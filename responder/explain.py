@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from responder.authenticity import judge
+from responder.authenticity import Verdict, judge
 from responder.config import Settings
 from responder.decision import DEFAULT_GRAMMAR
 from responder.message import analyse
@@ -21,9 +21,10 @@ async def explain(raw: bytes, settings: Settings | None, *, online: bool = False
     facts = analyse(raw, settings.parsing if settings else None,
                     rules.grammar if rules else DEFAULT_GRAMMAR)
     report = facts.as_json()
-    if settings is None or rules is None or facts.headers is None or not facts.sender_domain:
+    if settings is None or rules is None or facts.headers is None:
         return report
-    verdict = judge(facts.headers, facts.sender_domain, settings.security)
+    verdict = (judge(facts.headers, facts.sender_domain, settings.security) if facts.sender_domain
+               else Verdict(False, "none", "no sender to authenticate"))
     report["authenticity"] = {"trusted": verdict.trusted, "method": verdict.method,
                               "reason": verdict.reason, "evidence": list(verdict.details)}
     plan = rules.triage(facts, verdict, datetime.now(UTC))
@@ -83,6 +84,7 @@ def describe(report: dict[str, Any]) -> list[str]:
         trusted = "trusted" if auth["trusted"] else "NOT trusted"
         rows.append(("authenticity", f"{trusted} ({auth['method'] or 'no method'}): "
                                      f"{auth['reason']}"))
+        rows += [("  evidence", line) for line in auth.get("evidence", [])]
     plan = report.get("plan")
     if plan:
         rows.append(("plan", f"{plan['outcome']}: {plan['reason']}"))

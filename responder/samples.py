@@ -147,8 +147,10 @@ def _contradictions(sample: Sample, settings: SecuritySettings, trusted: set[str
     said: list[str] = []
     profile = EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
     if sample.fits == NOTHING:
+        own = (" (it is DKIM-signed: the service's own DKIM check, not run here, may)"
+               if sample.dkim else "")
         said.append(f"{sample.name}: its topmost Authentication-Results is {sample.topmost}; "
-                    "no profile can authenticate it from its headers")
+                    f"no profile can authenticate it from its headers{own}")
     elif profile not in trusted:
         said.append(f"{sample.name}: stamped by {profile}, which trusted_authserv_id does "
                     "not name")

@@ -8,6 +8,7 @@ DKIM signature must cover the headers the responder reads.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.message
 import email.policy
@@ -15,6 +16,8 @@ from collections.abc import Callable
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.authresults import NO_ID, Unreadable, read
@@ -103,6 +106,13 @@ def test_anything_else_is_unreadable(value: str) -> None:
         read(value)
 
 
+@given(st.one_of(st.text(max_size=300), st.text(alphabet='dkim=pas; ().h"\\@1', max_size=120)))
+@settings(max_examples=400, deadline=None)
+def test_the_reader_raises_nothing_but_unreadable(value: str) -> None:
+    with contextlib.suppress(Unreadable):
+        read(value)
+
+
 # -- Exchange Online, mail from outside -------------------------------------------------------
 
 
@@ -120,6 +130,7 @@ def test_exchange_onlines_pass_is_trusted(key: tuple[bytes, bytes], results: str
 def test_stray_tokens_are_shown_as_evidence(key: tuple[bytes, bytes]) -> None:
     seen = verdict(shapes.exo_external(alice_signed(key[0]), shapes.EXO_PASS_STRAY), EXO)
     assert "stray token in exchange-online's header: servicetenant.onmicrosoft.com" in seen.details
+    assert len([d for d in seen.details if d.startswith("stray token")]) == 1
 
 
 @pytest.mark.parametrize(

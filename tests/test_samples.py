@@ -144,3 +144,30 @@ def test_check_sample_as_a_user_runs_it(tmp_path: Path, tenant_samples: dict[str
     data = json.loads(right.stdout)
     assert [s["verdict"]["method"] for s in data["samples"]] == ["exchange-internal", "dmarc"]
     assert data["fits"]["contradictions"] == []
+
+
+def explain(tmp_path: Path, security: str, raw: bytes) -> str:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(maildir=tmp_path / "mail", security=security))
+    config.chmod(0o600)
+    (tmp_path / "reply.eml").write_bytes(raw)
+    done = subprocess.run(
+        [sys.executable, "-m", "responder.cli", "explain", str(tmp_path / "reply.eml"),
+         "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_explain_shows_the_evidence_and_quarantines_a_replay(
+    tmp_path: Path, tenant_samples: dict[str, bytes],
+) -> None:
+    exo = 'trusted_authserv_id = ["exchange-online"]'
+    shown = explain(tmp_path, exo, tenant_samples["external.eml"])
+    assert "authenticity    trusted (dmarc): dmarc=pass for example.com (exchange-online)" in shown
+    assert "  evidence      exchange-online: compauth=pass reason=100" in shown
+    assert "  evidence      X-MS-Exchange-Organization-AuthAs: Anonymous" in shown
+
+    replay = shapes.on_top(tenant_samples["external.eml"], "Subject: Re: [ID:9999]",
+                           "Message-ID: <fresh@example.com>")
+    assert explain(tmp_path, exo, replay).startswith(
+        "would quarantine: suspicious headers: more than one Subject, Message-ID header")
