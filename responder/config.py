@@ -271,6 +271,9 @@ class SecuritySettings(Section):
     trusted_authserv_id: tuple[str, ...] = ()
     max_age_days: float = Field(default=30.0, gt=0)
     answers_per_sender_per_hour: int = Field(default=10, ge=0)
+    # An authenticated person over that limit still hears back: the rest of their answers
+    # go out together as a digest, one per pass and at most one per this many minutes.
+    digest_minutes: float = Field(default=10.0, ge=0)
     # Act only on a reply that quotes or forwards the approval email: the approver's
     # Halo token must appear in it (entries without a token are not checked).
     require_token: bool = False

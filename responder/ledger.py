@@ -7,9 +7,12 @@ last one on the next pass:
             (POST in flight: reconciled by re-reading Halo, never blindly re-posted)
 
 Answers go through an outbox table of their own, sent and retried apart from
-decisions. Schema changes are named migrations, applied once, in a transaction; the
-number applied is also the file's ``PRAGMA user_version`` (the schema version), so a
-ledger written by a newer responder is refused rather than misread. ``backup`` copies
+decisions. An answer over the person's hourly limit is held there instead, and a digest
+(its own table) takes over all of a person's held answers in one transaction: each
+answer is sent once, either alone or in exactly one digest. Schema changes are named
+migrations, applied once, in a transaction; the number applied is also the file's
+``PRAGMA user_version`` (the schema version), so a ledger written by a newer responder
+is refused rather than misread. ``backup`` copies
 a ledger with SQLite's online backup while the service keeps writing to it.
 """
 
@@ -98,6 +101,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE messages ADD COLUMN entries TEXT;
         """,
     ),
+    (
+        # Answers over a person's hourly limit are held and sent together as one digest:
+        # outbox rows "held" (raw: the digest entry, JSON) until a digest covers them
+        # ("digested", digest_id set in the same transaction that queues the digest).
+        "0004_digests",
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            recipient TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | dropped
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+        CREATE INDEX digests_recipient ON digests (recipient, created_at);
+        ALTER TABLE outbox ADD COLUMN digest_id INTEGER REFERENCES digests (id);
+        CREATE INDEX outbox_held ON outbox (state, recipient);
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -142,11 +166,24 @@ class Row:
 
 @dataclass(frozen=True)
 class OutboxItem:
+    """One email to send: an answer to one message, or a digest answering several."""
+
     id: int
-    message_key: str
+    message_key: str  # for a digest: the messages it answers, comma-separated
     recipient: str
     raw: bytes
     attempts: int
+    digest: bool = False
+
+
+@dataclass(frozen=True)
+class Held:
+    """An answer waiting for its digest: ``entry`` is what the digest says about it."""
+
+    id: int
+    message_key: str
+    recipient: str
+    entry: bytes
 
 
 class Ledger:
@@ -263,50 +300,128 @@ class Ledger:
         )
         return cursor.rowcount == 1
 
+    def hold_answer(self, message_key: str, recipient: str, entry: bytes) -> bool:
+        """Hold a message's answer for a digest; False when it was queued or held before."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO outbox (message_key, replay, recipient, raw, state, "
+            "created_at) VALUES (?, COALESCE((SELECT replays FROM messages WHERE key = ?), 0), "
+            "?, ?, 'held', ?)",
+            (message_key, message_key, recipient, entry, _now()),
+        )
+        return cursor.rowcount == 1
+
     def answers_to(self, recipient: str, within: timedelta) -> int:
+        """Answers sent (or on their way) to ``recipient`` one by one, not in a digest."""
         since = (datetime.now(UTC) - within).isoformat()
         row = self.db.execute(
             "SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? "
-            "AND state != 'dropped'",
+            "AND state IN ('pending', 'sent')",
             (recipient, since),
         ).fetchone()
         return int(row[0])
 
+    def held_answers(self) -> dict[str, list[Held]]:
+        """Answers waiting for a digest, by recipient, oldest first."""
+        held: dict[str, list[Held]] = {}
+        for r in self.db.execute(
+            "SELECT id, message_key, recipient, raw FROM outbox WHERE state = 'held' ORDER BY id"
+        ):
+            held.setdefault(r[2], []).append(Held(r[0], r[1], r[2], bytes(r[3])))
+        return held
+
+    def last_digest_at(self, recipient: str) -> datetime | None:
+        row = self.db.execute(
+            "SELECT MAX(created_at) FROM digests WHERE recipient = ?", (recipient,)
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row[0] else None
+
+    def queue_digest(self, recipient: str, raw: bytes, covers: list[Held]) -> bool:
+        """Queue one digest covering ``covers``, as one unit: all of them or nothing.
+
+        False (and nothing queued) when one of them is no longer held: another process
+        on this ledger bundled it first.
+        """
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            digest_id = self.db.execute(
+                "INSERT INTO digests (recipient, raw, created_at) VALUES (?, ?, ?)",
+                (recipient, raw, _now()),
+            ).lastrowid
+            ids = [h.id for h in covers]
+            marks = ", ".join("?" * len(ids))
+            taken = self.db.execute(
+                f"UPDATE outbox SET state = 'digested', digest_id = ? "
+                f"WHERE state = 'held' AND id IN ({marks})",
+                (digest_id, *ids),
+            ).rowcount
+            if taken != len(ids):
+                self.db.execute("ROLLBACK")
+                return False
+            self.db.execute("COMMIT")
+            return True
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def pending_answers(self, max_attempts: int = 20) -> list[OutboxItem]:
+        """Answers first, then digests (which are made after the answers of their pass)."""
         rows = self.db.execute(
             "SELECT id, message_key, recipient, raw, attempts FROM outbox "
             "WHERE state = 'pending' AND attempts < ? ORDER BY id",
             (max_attempts,),
         )
-        return [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        digests = self.db.execute(
+            "SELECT d.id, GROUP_CONCAT(o.message_key, ','), d.recipient, d.raw, d.attempts "
+            "FROM digests d LEFT JOIN outbox o ON o.digest_id = d.id "
+            "WHERE d.state = 'pending' AND d.attempts < ? GROUP BY d.id ORDER BY d.id",
+            (max_attempts,),
+        )
+        return answers + [OutboxItem(r[0], r[1] or "", r[2], bytes(r[3]), r[4], digest=True)
+                          for r in digests]
 
     def drop_stale_answers(self, max_attempts: int) -> list[str]:
         """Give up on answers the SMTP server refused too often; returns their messages."""
-        rows = self.db.execute(
-            "SELECT message_key FROM outbox WHERE state = 'pending' AND attempts >= ?",
-            (max_attempts,),
-        ).fetchall()
-        self.db.execute(
-            "UPDATE outbox SET state = 'dropped' WHERE state = 'pending' AND attempts >= ?",
-            (max_attempts,),
-        )
-        return [str(r[0]) for r in rows]
+        dropped: list[str] = []
+        for table in ("outbox", "digests"):
+            what = ("message_key" if table == "outbox" else
+                    "(SELECT GROUP_CONCAT(message_key, ',') FROM outbox WHERE digest_id = d.id)")
+            rows = self.db.execute(
+                f"SELECT {what} FROM {table} d WHERE state = 'pending' AND attempts >= ?",
+                (max_attempts,),
+            ).fetchall()
+            self.db.execute(
+                f"UPDATE {table} SET state = 'dropped' WHERE state = 'pending' AND attempts >= ?",
+                (max_attempts,),
+            )
+            dropped += [str(r[0]) for r in rows]
+        return dropped
 
-    def answer_sent(self, item_id: int) -> None:
+    def answer_sent(self, item: OutboxItem) -> None:
         self.db.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
-            (_now(), item_id),
+            f"UPDATE {_table(item)} SET state = 'sent', sent_at = ?, attempts = attempts + 1 "
+            "WHERE id = ?",
+            (_now(), item.id),
         )
 
-    def answer_failed(self, item_id: int, error: str) -> None:
+    def answer_failed(self, item: OutboxItem, error: str) -> None:
         self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-            (error[:500], item_id),
+            f"UPDATE {_table(item)} SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error[:500], item.id),
         )
 
     def outbox_size(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-                   .fetchone()[0])
+        """Answers not sent yet: queued, held for a digest, or in a digest not sent yet."""
+        row = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'held')) + "
+            "(SELECT COUNT(*) FROM outbox o JOIN digests d ON o.digest_id = d.id "
+            "WHERE d.state = 'pending')"
+        ).fetchone()
+        return int(row[0])
+
+
+def _table(item: OutboxItem) -> str:
+    return "digests" if item.digest else "outbox"
 
 
 def backup(source: Path, target: Path) -> tuple[int, int]:

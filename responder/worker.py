@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from responder import ledger as states
 from responder.answers import compose, template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
+from responder.digest import Entry, compose_digest, entry_for
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
 from responder.ledger import Ledger, Row
 from responder.mailbox import Incoming, Mailbox, MailboxError
@@ -123,6 +125,7 @@ class Responder:
         self._progress = progress or (lambda text: None)  # a backlog's progress, for a terminal
         self.rules = Rules.from_settings(settings)
         self.templates = template_environment(settings.answers.templates)
+        self._over_limit = OverLimit()
 
     # -- the loop ---------------------------------------------------------------
 
@@ -481,21 +484,73 @@ class Responder:
             item.plan = Plan(Outcome.PENDING, f"internal error: {type(exc).__name__}: {exc}")
 
     def _queue_answer(self, item: Item) -> None:
+        """Queue the answer; over the hourly limit, hold it for a digest or (loops) drop it."""
         plan, facts = item.plan, item.facts
         assert plan is not None
         wanted = plan.answered and facts.sender and self.settings.answers.enabled
         limit = self.settings.security.answers_per_sender_per_hour
         if wanted and facts.sender:
-            if self.ledger.answers_to(facts.sender, timedelta(hours=1)) >= limit:
-                log.warning("not answering %s: %d answers in the last hour", facts.sender, limit)
-            else:
+            if self.ledger.answers_to(facts.sender, timedelta(hours=1)) < limit:
                 msg = compose(self.templates, facts, plan, item.ticket,
                               sender=self.settings.smtp.from_, parsing=self.settings.parsing)
                 self.ledger.queue_answer(facts.key, facts.sender, msg.as_bytes())
+            elif self._may_digest(item):
+                entry = entry_for(facts, plan, item.ticket).dumps()
+                if self.ledger.hold_answer(facts.key, facts.sender, entry):
+                    self._over_limit.held[facts.sender] += 1
+            else:
+                self._over_limit.dropped[facts.sender] += 1
         self.ledger.record(facts.key, state=states.ANSWERED)
 
+    def _may_digest(self, item: Item) -> bool:
+        """Only a person proven to be the sender gets answers past the limit (as digests)."""
+        sender = item.facts.sender
+        if sender is None or sender in self.rules.own_addresses:
+            return False
+        verdict = item.verdict or self._authenticate(item)  # resumed: not judged this pass
+        return verdict.trusted and verdict.method != "policy-off"
+
+    def _bundle_digests(self) -> None:
+        """One digest per person with held answers, unless they had one too recently."""
+        spacing = timedelta(minutes=self.settings.security.digest_minutes)
+        now = datetime.now(UTC)  # the ledger's clock, which stamps the digests
+        for recipient, held in self.ledger.held_answers().items():
+            last = self.ledger.last_digest_at(recipient)
+            if last is not None and now - last < spacing:
+                continue  # they wait for the next pass after the spacing
+            try:
+                msg = compose_digest(
+                    self.templates, recipient, [Entry.loads(h.entry) for h in held],
+                    sender=self.settings.smtp.from_,
+                    start_tag=self.settings.parsing.start_tag,
+                    end_tag=self.settings.parsing.end_tag,
+                )
+            except Exception:  # a broken custom template: the answers stay held
+                log.exception("could not compose the digest to %s; retrying next pass",
+                              recipient)
+                continue
+            if self.ledger.queue_digest(recipient, msg.as_bytes(), held):
+                self._over_limit.bundled[recipient] += len(held)
+
+    def _log_over_limit(self) -> None:
+        """Once per pass, not once per message: what the hourly limit did."""
+        over, limit = self._over_limit, self.settings.security.answers_per_sender_per_hour
+        if over.held or over.bundled:
+            log.info(
+                "%d answers over the limit of %d per hour coalesced (%s); %d digests "
+                "queued now, covering %d answers", sum(over.held.values()), limit,
+                _people(over.held), len(over.bundled), sum(over.bundled.values()))
+        if over.dropped:
+            log.warning(
+                "not answering %d messages over the limit of %d per hour from senders "
+                "not authenticated as a person (%s)", sum(over.dropped.values()), limit,
+                _people(over.dropped))
+        self._over_limit = OverLimit()
+
     async def send_outbox(self) -> tuple[int, int]:
-        """Send every queued answer; failures stay queued for the next pass."""
+        """Send every queued answer and digest; failures stay queued for the next pass."""
+        self._bundle_digests()
+        self._log_over_limit()
         for stale in self.ledger.drop_stale_answers(MAX_ANSWER_ATTEMPTS):
             log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
         pending = self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
@@ -507,10 +562,11 @@ class Responder:
             return 0, len(pending)
         for item, error in zip(pending, errors, strict=False):
             if error is None:
-                self.ledger.answer_sent(item.id)
+                self.ledger.answer_sent(item)
             else:
-                log.warning("answer to %s not sent yet: %s", item.recipient, error)
-                self.ledger.answer_failed(item.id, error)
+                what = "digest" if item.digest else "answer"
+                log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
+                self.ledger.answer_failed(item, error)
         sent = sum(e is None for e in errors)
         return sent, len(pending) - sent
 
@@ -549,6 +605,21 @@ class Responder:
             extra={"report": {"instance": self.name, **report.as_json()}},
         )
         return report
+
+
+@dataclass
+class OverLimit:
+    """What the hourly answer limit did in one pass, per recipient, for one log line."""
+
+    held: Counter[str] = field(default_factory=Counter)  # held for a digest
+    bundled: Counter[str] = field(default_factory=Counter)  # put into a digest now
+    dropped: Counter[str] = field(default_factory=Counter)  # not answered at all
+
+
+def _people(counts: Counter[str], shown: int = 3) -> str:
+    names = [f"{who}: {n}" for who, n in counts.most_common(shown)]
+    more = len(counts) - shown
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
 
 
 def default_owner(settings: Settings) -> str:

@@ -403,8 +403,9 @@ async def test_our_own_confirmation_sent_back_is_ignored(
 
 
 async def test_a_storm_from_one_sender_stops_being_answered(harness: Harness) -> None:
-    """A loop with a machine we cannot recognise: answers stop at the hourly limit."""
-    harness.overrides = {"security": {"answers_per_sender_per_hour": 3}}
+    """A loop with a machine we cannot recognise, from a sender nobody authenticated
+    (``policy = "off"``): answers stop at the hourly limit, no digest follows."""
+    harness.overrides = {"security": {"answers_per_sender_per_hour": 3, "policy": "off"}}
     for n in range(5):
         harness.deliver(gmail_reply("dave@example.com", 1234, f"Approve {n}"))
     first = await harness.once()
@@ -420,7 +421,7 @@ async def test_a_storm_from_one_sender_stops_being_answered(harness: Harness) ->
 
 
 async def test_the_limit_is_per_sender(harness: Harness) -> None:
-    harness.overrides = {"security": {"answers_per_sender_per_hour": 1}}
+    harness.overrides = {"security": {"answers_per_sender_per_hour": 1, "policy": "off"}}
     for sender in ("dave@example.com", "dave@example.com", "erin@example.com"):
         harness.deliver(gmail_reply(sender, 1234, "Approve"))
 

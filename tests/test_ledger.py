@@ -44,9 +44,9 @@ def test_one_answer_per_message_and_a_count_per_recipient(tmp_path: Path) -> Non
     assert not ledger.queue_answer("<a@x>", "alice@example.com", b"raw again")
     assert ledger.answers_to("alice@example.com", timedelta(hours=1)) == 1
     [item] = ledger.pending_answers()
-    ledger.answer_failed(item.id, "451 try later")
+    ledger.answer_failed(item, "451 try later")
     assert ledger.outbox_size() == 1
-    ledger.answer_sent(item.id)
+    ledger.answer_sent(item)
     assert ledger.pending_answers() == [] and ledger.outbox_size() == 0
 
 
@@ -56,7 +56,7 @@ def test_answers_refused_too_often_are_dropped_not_retried_forever(tmp_path: Pat
     ledger.queue_answer("<a@x>", "alice@example.com", b"raw")
     [item] = ledger.pending_answers(3)
     for _ in range(3):
-        ledger.answer_failed(item.id, "550 no such user")
+        ledger.answer_failed(item, "550 no such user")
     assert ledger.drop_stale_answers(3) == ["<a@x>"]
     assert ledger.pending_answers(3) == [] and ledger.outbox_size() == 0
 
@@ -125,3 +125,29 @@ def test_backup_of_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger at"):
         backup(tmp_path / "state" / "l.sqlite3", tmp_path / "copy.sqlite3")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_digest_takes_its_held_answers_as_one_unit(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    for key in ("<a@x>", "<b@x>", "<c@x>"):
+        ledger.record(key, state=SUBMITTING, content_hash=key)
+    ledger.queue_answer("<a@x>", "alice@example.com", b"answer")
+    assert ledger.hold_answer("<b@x>", "alice@example.com", b'{"ticket_id": 1}')
+    assert ledger.hold_answer("<c@x>", "alice@example.com", b'{"ticket_id": 2}')
+    assert not ledger.hold_answer("<a@x>", "alice@example.com", b"{}")  # answered already
+    assert ledger.answers_to("alice@example.com", timedelta(hours=1)) == 1  # digests aside
+    held = ledger.held_answers()["alice@example.com"]
+    assert [h.message_key for h in held] == ["<b@x>", "<c@x>"]
+    assert ledger.outbox_size() == 3
+
+    other = Ledger(tmp_path / "l.sqlite3")  # a second process on the same ledger
+    assert other.queue_digest("alice@example.com", b"digest of c", held[1:])
+    assert not ledger.queue_digest("alice@example.com", b"digest of b, c", held)  # c is taken
+    assert [i.message_key for i in ledger.pending_answers()] == ["<a@x>", "<c@x>"]
+    assert ledger.held_answers()["alice@example.com"] == held[:1]  # b still waits
+
+    answer, digest = ledger.pending_answers()
+    assert (digest.digest, digest.raw) == (True, b"digest of c")
+    ledger.answer_sent(digest)
+    ledger.answer_sent(answer)
+    assert ledger.outbox_size() == 1 and ledger.last_digest_at("alice@example.com") is not None
