@@ -536,10 +536,12 @@ class Responder:
         """Once per pass, not once per message: what the hourly limit did."""
         over, limit = self._over_limit, self.settings.security.answers_per_sender_per_hour
         if over.held or over.bundled:
+            digests = len(over.bundled)
             log.info(
-                "%d answers over the limit of %d per hour coalesced (%s); %d digests "
+                "%d answers over the limit of %d per hour coalesced (%s); %d digest%s "
                 "queued now, covering %d answers", sum(over.held.values()), limit,
-                _people(over.held), len(over.bundled), sum(over.bundled.values()))
+                _people(over.held), digests, "" if digests == 1 else "s",
+                sum(over.bundled.values()))
         if over.dropped:
             log.warning(
                 "not answering %d messages over the limit of %d per hour from senders "

@@ -195,13 +195,18 @@ def wait_until(condition: object, timeout: float) -> bool:
     return True
 
 
-@pytest.mark.parametrize("batch", [True, False], ids=["one-post", "post-each"])
+@pytest.mark.parametrize(
+    ("batch", "confirm"),
+    [(True, "response"), (False, "reread")],
+    ids=["one-post-confirmed-by-its-answer", "post-each-confirmed-by-rereading"],
+)
 def test_forty_approvals_under_faults_and_kill_9_each_answered_once(
-    harness: Harness, tmp_path: Path, batch: bool
+    harness: Harness, tmp_path: Path, batch: bool, confirm: str
 ) -> None:
     harness.overrides = {
         "security": {"digest_minutes": 0},  # the spacing has its own test
-        "halo": {"timeout": 2.0, "max_retries": 1, "batch_decisions": batch},
+        "halo": {"timeout": 2.0, "max_retries": 1, "batch_decisions": batch,
+                 "confirm": confirm},
         "service": {"retry_seconds": 0.5},
     }
     ids = tickets_for(harness, 40, first=9000)
