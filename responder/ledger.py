@@ -335,6 +335,14 @@ class Ledger:
         ).fetchone()
         return datetime.fromisoformat(row[0]) if row[0] else None
 
+    def digest_unsent(self, recipient: str) -> bool:
+        """A digest to ``recipient`` still waits for the SMTP server (a newer one waits too)."""
+        row = self.db.execute(
+            "SELECT 1 FROM digests WHERE recipient = ? AND state = 'pending' LIMIT 1",
+            (recipient,),
+        ).fetchone()
+        return row is not None
+
     def queue_digest(self, recipient: str, raw: bytes, covers: list[Held]) -> bool:
         """Queue one digest covering ``covers``, as one unit: all of them or nothing.
 

@@ -516,8 +516,9 @@ class Responder:
         now = datetime.now(UTC)  # the ledger's clock, which stamps the digests
         for recipient, held in self.ledger.held_answers().items():
             last = self.ledger.last_digest_at(recipient)
-            if last is not None and now - last < spacing:
-                continue  # they wait for the next pass after the spacing
+            recent = last is not None and now - last < spacing
+            if recent or self.ledger.digest_unsent(recipient):
+                continue  # they wait for a later pass: one digest at a time per person
             try:
                 msg = compose_digest(
                     self.templates, recipient, [Entry.loads(h.entry) for h in held],

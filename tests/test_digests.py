@@ -6,6 +6,7 @@ subprocess where ``kill -9`` is the point.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -59,12 +60,19 @@ def covered(answers: list[Message]) -> Counter[str]:
     return count
 
 
-async def test_an_approver_over_the_limit_hears_back_in_one_digest(harness: Harness) -> None:
+async def test_an_approver_over_the_limit_hears_back_in_one_digest(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     harness.overrides = {"security": {"answers_per_sender_per_hour": 3}}
     ids = tickets_for(harness, 8)
     replies = approvals(harness, ids)
 
-    result = await harness.once()
+    with caplog.at_level(logging.INFO, logger="responder"):
+        result = await harness.once()
+
+    said = [r.getMessage() for r in caplog.records if "over the limit" in r.getMessage()]
+    assert said == [f"5 answers over the limit of 3 per hour coalesced ({BOSS}: 5); "
+                    "1 digest queued now, covering 5 answers"]  # once, not once a message
 
     assert [r.outcome for r in result.reports] == ["approved"] * 8
     assert len(harness.halo.decisions) == 8
@@ -129,21 +137,27 @@ async def test_digests_are_spaced_and_wait_in_the_ledger(harness: Harness) -> No
 
 
 async def test_a_refused_digest_is_retried_and_sent_once(harness: Harness) -> None:
-    """The digest is queued as one unit: SMTP trouble delays it, nothing is doubled."""
+    """The digest is queued as one unit: SMTP trouble delays it, nothing is doubled, and
+    answers held meanwhile wait for a digest of their own (one per person per pass)."""
     harness.overrides = {"security": {"answers_per_sender_per_hour": 2, "digest_minutes": 0}}
-    ids = tickets_for(harness, 5)
-    replies = approvals(harness, ids)
+    ids = tickets_for(harness, 7)
+    replies = approvals(harness, ids[:5])
     harness.sink.refuse_next(3)  # both answers, then the digest
     first = await harness.once()
     assert (first.answers_sent, first.answers_failed) == (0, 3)
     assert harness.answers() == []
 
+    replies += approvals(harness, ids[5:])
     second = await harness.once()  # a new process, as after a restart
     assert (second.answers_sent, second.answers_failed) == (3, 0)
+    _, [digest] = split(harness.answers())
+    assert str(digest["References"]).split() == replies[2:5]
+
     third = await harness.once()
-    assert (third.answers_sent, third.answers_failed) == (0, 0)
+    assert (third.answers_sent, third.answers_failed) == (1, 0)
+    _, [_, later] = split(harness.answers())
+    assert str(later["References"]).split() == replies[5:]
     assert covered(harness.answers()) == Counter({r: 1 for r in replies})
-    assert [len(group) for group in split(harness.answers())] == [2, 1]
 
 
 async def test_only_authenticated_people_get_past_the_limit(harness: Harness) -> None:
