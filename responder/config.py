@@ -204,6 +204,44 @@ class MaildirSettings(Section):
     poll_seconds: float = Field(default=2.0, gt=0)
 
 
+class GraphSettings(Section):
+    """An Exchange Online mailbox through Microsoft Graph, app-only (see mailboxes/graph.py).
+
+    Sign in with ``client_secret`` or with a certificate (``certificate_path``, a PEM file
+    holding the private key, and its ``certificate_thumbprint``), never both.
+    """
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: OptionalSecret = None
+    certificate_path: Path | None = None
+    certificate_thumbprint: str | None = None
+    mailbox: str = Field(min_length=3)  # the approvals mailbox's address (or object id)
+    folder: str = "Inbox"
+    poll_seconds: float = Field(default=10.0, gt=0)
+    authority: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GraphSettings:
+        certificate = (self.certificate_path, self.certificate_thumbprint)
+        if self.client_secret is not None and any(v is not None for v in certificate):
+            raise ValueError("graph: give client_secret or certificate_path with "
+                             "certificate_thumbprint, not both")
+        if self.client_secret is None and None in certificate:
+            missing = "certificate_path" if self.certificate_path is None else \
+                "certificate_thumbprint"
+            if all(v is None for v in certificate):
+                raise ValueError("graph: client_secret, or certificate_path with "
+                                 "certificate_thumbprint, is required")
+            raise ValueError(f"graph.{missing}: required with a certificate")
+        for key in ("authority", "graph_url"):
+            if not getattr(self, key).startswith("https://"):
+                raise ValueError(f"graph.{key}: expected an https:// URL")
+        return self
+
+
 class SmtpSettings(MailSignIn):
     host: str
     port: int | None = None  # default 465 for implicit TLS, 587 for STARTTLS, else 25
@@ -328,7 +366,8 @@ class Settings(Section):
     halo: HaloSettings
     imap: ImapSettings | None = None
     maildir: MaildirSettings | None = None
-    smtp: SmtpSettings
+    graph: GraphSettings | None = None
+    smtp: SmtpSettings | None = None  # optional with [graph]: answers then go through Graph
     state: StateSettings = StateSettings()
     folders: FolderSettings = FolderSettings()
     parsing: ParsingSettings = ParsingSettings()
@@ -339,16 +378,32 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> Settings:
-        if (self.imap is None) == (self.maildir is None):
-            raise ValueError("configure exactly one mailbox: an [imap] or a [maildir] section")
+        if sum(s is not None for s in (self.imap, self.maildir, self.graph)) != 1:
+            raise ValueError(
+                "configure exactly one mailbox: an [imap], a [maildir] or a [graph] section"
+            )
+        if self.smtp is None:
+            if self.graph is None:
+                raise ValueError("smtp: required key is missing (answers go out over SMTP "
+                                 "unless the mailbox is [graph])")
+            return self
         if self.smtp.auth == "same-as-imap" and self.imap is None:
             raise ValueError('smtp.auth: "same-as-imap" needs an [imap] section')
         if self.smtp.auth.startswith("oauth2") and not self.smtp.username:
             raise ValueError(f'smtp.username: required with auth = "{self.smtp.auth}"')
         return self
 
+    @property
+    def answer_from(self) -> str:
+        """The address answers come from: [smtp] from, else the Graph mailbox itself."""
+        if self.smtp is not None:
+            return self.smtp.from_
+        assert self.graph is not None  # validated: no [smtp] only with [graph]
+        return self.graph.mailbox
+
     def smtp_sign_in(self) -> SmtpSettings:
         """[smtp] with "same-as-imap" resolved: the [imap] method, keys and account."""
+        assert self.smtp is not None
         if self.smtp.auth != "same-as-imap" or self.imap is None:
             return self.smtp
         keys = {key: getattr(self.imap, key) for key in (*_OAUTH_KEYS, "password", "sasl")}
@@ -361,6 +416,8 @@ class Settings(Section):
         for section in (self.imap, self.smtp):
             if section is not None:
                 values += [section.password, section.client_secret, section.refresh_token]
+        if self.graph is not None:
+            values.append(self.graph.client_secret)
         return [v.get_secret_value() for v in values if v and v.get_secret_value()]
 
 

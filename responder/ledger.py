@@ -122,6 +122,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_held ON outbox (state, recipient);
         """,
     ),
+    (
+        # what a mailbox adapter must remember across restarts (Graph: the delta link)
+        "0005_mailbox_state",
+        """
+        CREATE TABLE mailbox_state (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -416,6 +427,23 @@ class Ledger:
         self.db.execute(
             f"UPDATE {_table(item)} SET attempts = attempts + 1, last_error = ? WHERE id = ?",
             (error[:500], item.id),
+        )
+
+    def mailbox_state(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM mailbox_state WHERE name = ?",
+                              (name,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_mailbox_state(self, name: str, value: str | None) -> None:
+        """Remember (or, with None, forget) one value of the mailbox adapter's."""
+        if value is None:
+            self.db.execute("DELETE FROM mailbox_state WHERE name = ?", (name,))
+            return
+        self.db.execute(
+            "INSERT INTO mailbox_state (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (name, value, _now()),
         )
 
     def outbox_size(self) -> int:

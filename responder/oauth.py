@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from responder.config import ImapSettings, SmtpSettings
 
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"  # covers IMAP and SMTP AUTH
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"  # the app's Graph application permissions
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 GOOGLE_SCOPE = "https://mail.google.com/"
 _LONGEST_MARGIN = 300.0  # renew at most this long before expiry (a tenth of the lifetime if less)
 
@@ -153,26 +155,34 @@ class MicrosoftTokens(_Cached):
         self,
         tenant_id: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | dict[str, str],  # or {"private_key": PEM, "thumbprint": hex}
         scope: str = MICROSOFT_SCOPE,
         http_client: Any = None,  # MSAL's HTTP layer (tests point it at a local stand-in)
         clock: Callable[[], float] = time.monotonic,
+        authority: str = MICROSOFT_AUTHORITY,  # national clouds have their own
     ) -> None:
         super().__init__(clock)
         self._tenant, self._id, self._secret = tenant_id, client_id, client_secret
         self._scope = scope
         self._http_client = http_client
+        self._authority = authority.rstrip("/")
         self._app: Any = None
 
     def _acquire(self, force_refresh: bool) -> dict[str, Any]:
         import msal
 
         if self._app is None or force_refresh:  # a new app: MSAL's own cache starts empty
+            options: dict[str, Any] = {}
+            if self._http_client is not None:
+                options["http_client"] = self._http_client
             self._app = msal.ConfidentialClientApplication(
                 self._id,
-                authority=f"https://login.microsoftonline.com/{self._tenant}",
+                authority=f"{self._authority}/{self._tenant}",
                 client_credential=self._secret,
-                http_client=self._http_client,
+                # MSAL asks login.microsoftonline.com about hosts it does not know; an
+                # authority configured by hand (a sovereign cloud, a stand-in) is trusted.
+                instance_discovery=False,
+                **options,
             )
         result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self._scope])
         return result

@@ -232,7 +232,7 @@ class Rules:
         p = settings.parsing
         return cls(
             grammar=Grammar.build(p.languages, p.approve_words, p.reject_words),
-            own_addresses=frozenset({normalise_address(settings.smtp.from_)}),
+            own_addresses=frozenset({normalise_address(settings.answer_from)}),
             aliases={normalise_address(k): normalise_address(v)
                      for k, v in settings.matching.aliases.items()},
             max_age=timedelta(days=settings.security.max_age_days),

@@ -40,7 +40,8 @@ from responder.mailbox import Incoming, Mailbox, MailboxError
 from responder.message import Facts, analyse
 from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
-from responder.smtp import SmtpError, SmtpSender
+from responder.senders import Sender
+from responder.smtp import SmtpError
 from responder.tickets import Approver, Result, Submission, Ticket
 
 log = logging.getLogger("responder")
@@ -100,7 +101,7 @@ class Responder:
         settings: Settings,
         mailbox: Mailbox,
         halo: HaloClient,
-        smtp: SmtpSender,
+        smtp: Sender,  # SMTP, or Graph's sendMail
         ledger: Ledger,
         *,
         dkim_verifier: DkimVerifier = verify_dkim,
@@ -492,7 +493,7 @@ class Responder:
         if wanted and facts.sender:
             if self.ledger.answers_to(facts.sender, timedelta(hours=1)) < limit:
                 msg = compose(self.templates, facts, plan, item.ticket,
-                              sender=self.settings.smtp.from_, parsing=self.settings.parsing)
+                              sender=self.settings.answer_from, parsing=self.settings.parsing)
                 self.ledger.queue_answer(facts.key, facts.sender, msg.as_bytes())
             elif self._may_digest(item):
                 entry = entry_for(facts, plan, item.ticket).dumps()
