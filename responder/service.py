@@ -15,29 +15,47 @@ from pathlib import Path
 
 from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
+from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
 from responder.imap import ImapMailbox
 from responder.ledger import Ledger
 from responder.mailbox import Mailbox, MailboxAuthError, MailboxError
+from responder.mailboxes.graph import GraphMailbox
 from responder.maildir import MaildirMailbox
 from responder.metrics import Metrics, serve_metrics
 from responder.oauth import TokenSource, token_source
+from responder.senders import Sender
+from responder.senders.graph import GraphSender
 from responder.smtp import SmtpError, SmtpSender
 from responder.worker import PassResult, Responder
 
 log = logging.getLogger("responder")
 
 
-def make_mailbox(settings: Settings, tokens: TokenSource | None = None) -> Mailbox:
+def make_mailbox(
+    settings: Settings, tokens: TokenSource | None = None, graph: GraphClient | None = None
+) -> Mailbox:
     if settings.imap is not None:
         return ImapMailbox(settings.imap, tokens)
+    if settings.graph is not None:
+        return GraphMailbox(settings.graph, graph or GraphClient(settings.graph),
+                            processing=settings.folders.processing,
+                            state_path=settings.state.path)
     assert settings.maildir is not None
     return MaildirMailbox(settings.maildir, settings.folders.processing)
 
 
-def make_mail(settings: Settings) -> tuple[Mailbox, SmtpSender]:
-    """The mailbox and the sender; with smtp.auth = "same-as-imap" they share one token."""
+def make_mail(settings: Settings) -> tuple[Mailbox, Sender]:
+    """The mailbox and the sender; with smtp.auth = "same-as-imap" they share one token,
+    with [graph] and no [smtp] one Graph client (its throttling is per mailbox)."""
+    if settings.graph is not None:
+        client = GraphClient(settings.graph)
+        mailbox = make_mailbox(settings, graph=client)
+        if settings.smtp is None:
+            return mailbox, GraphSender(client)
+        return mailbox, SmtpSender(settings.smtp_sign_in())
     tokens = token_source(settings.imap) if settings.imap is not None else None
+    assert settings.smtp is not None  # validated: only [graph] may go without
     shared = tokens if settings.smtp.auth == "same-as-imap" else None
     return make_mailbox(settings, tokens), SmtpSender(settings.smtp_sign_in(), shared)
 
@@ -78,10 +96,11 @@ async def check(settings: Settings) -> list[CheckLine]:
     finally:
         with contextlib.suppress(MailboxError):
             await mailbox.close()
+    name = "smtp" if settings.smtp is not None else "sendmail"
     try:
-        lines.append(CheckLine("smtp", True, await sender.check()))
+        lines.append(CheckLine(name, True, await sender.check()))
     except SmtpError as exc:
-        lines.append(CheckLine("smtp", False, str(exc)))
+        lines.append(CheckLine(name, False, str(exc)))
     try:
         async with HaloClient(settings.halo) as halo:
             lines.append(CheckLine("halo", True, await halo.check()))

@@ -1,0 +1,1 @@
+"""The mailbox adapters (the shell): each implements ``responder.mailbox.Mailbox``."""

@@ -1,0 +1,76 @@
+"""Answers through Microsoft Graph: ``POST /users/{mailbox}/sendMail`` with our MIME.
+
+The MIME message the answer templates build goes out as it is (base64, ``Content-Type:
+text/plain``, as Graph takes MIME), so In-Reply-To/References threading and both the text
+and the HTML part are kept; Exchange saves a copy in Sent Items. Needs the application
+permission Mail.Send (scoped to the mailbox with RBAC for Applications: see README).
+Used when the mailbox is [graph] and no [smtp] section is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from responder.graph_api import GraphClient, GraphError
+from responder.smtp import SmtpError
+
+log = logging.getLogger("responder.graph")
+
+# Answers that fail so are not worth retrying with others in the same batch: Graph is
+# unreachable, or refuses the app as a whole.
+_WHOLE_BATCH = (0, 401, 403, 429, 503, 504)
+
+
+class GraphSendError(SmtpError):
+    """No answer could be handed to Graph; they stay in the outbox."""
+
+
+class GraphSender:
+    def __init__(self, client: GraphClient) -> None:
+        self.client = client
+
+    async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
+        """One sendMail per answer; a refusal of one answer does not stop the others."""
+        if not messages:
+            return []
+        results: list[str | None] = []
+        await self.client.open()
+        try:
+            for _recipient, raw in messages:
+                try:
+                    await self.send(raw)
+                    results.append(None)
+                except GraphError as exc:
+                    if not results and exc.status in _WHOLE_BATCH:
+                        raise GraphSendError(str(exc)) from None
+                    results.append(str(exc)[:300])
+                    if exc.status in _WHOLE_BATCH:
+                        break  # the rest were not tried
+        finally:
+            await self.client.close()
+        return results
+
+    async def send(self, raw: bytes) -> None:
+        await self.client.request(
+            "send", "POST", "/sendMail", ok=(202,),
+            content=base64.b64encode(raw), headers={"Content-Type": "text/plain"},
+        )
+
+    async def check(self) -> str:
+        """Probe Mail.Send without sending: an empty MIME body is refused as invalid (400)
+        by an app that may send, as forbidden (403) by one that may not."""
+        await self.client.open()
+        try:
+            await self.client.request("check", "POST", "/sendMail", ok=(400, 202), content=b"",
+                                      headers={"Content-Type": "text/plain"})
+        except GraphError as exc:
+            if exc.status == 403:
+                raise GraphSendError(
+                    f"graph sendMail as {self.client.settings.mailbox}: missing permission "
+                    "Mail.Send (README, Microsoft 365: New-ManagementRoleAssignment "
+                    '-Role "Application Mail.Send")') from None
+            raise GraphSendError(f"graph sendMail: {exc}") from None
+        finally:
+            await self.client.close()
+        return f"graph sendMail as {self.client.settings.mailbox} (Mail.Send granted)"
