@@ -187,7 +187,8 @@ class GraphMailbox:
             self._ledger = await asyncio.to_thread(Ledger, self._state_path)
             self._delta = await asyncio.to_thread(self._ledger.mailbox_state, self._state_key)
             self._saved = self._delta
-        await self._watched_folder()
+        folder = await self._watched_folder()  # signs in, and reads: fails fast if it cannot
+        await self._json("open", "GET", f"/mailFolders/{_id(folder)}?$select=id")
         log.info("graph mailbox %s opened, folder %s", self._settings.mailbox,
                  self._settings.folder)
 
@@ -309,7 +310,8 @@ class GraphMailbox:
                 if depth == 1 and name.lower() in WELL_KNOWN:
                     self._folders[key] = name.lower()
                 else:
-                    self._folders[key] = await self._child(parent, name, path, create)
+                    where = "/".join(names[:depth])
+                    self._folders[key] = await self._child(parent, name, where, create)
             parent = self._folders[key]
         assert parent is not None
         return parent
