@@ -618,28 +618,34 @@ class _Api:
         return found
 
     def message_json(self, message: Stored, select: str, expand: str = "") -> dict[str, Any]:
-        parsed = email.message_from_bytes(message.raw, policy=email.policy.compat32)
         fields = {f.strip() for f in select.split(",") if f.strip()} or {
             "receivedDateTime", "subject", "hasAttachments", "internetMessageId",
             "parentFolderId", "categories", "lastModifiedDateTime"}
         data: dict[str, Any] = {"id": message.id}
-        props: dict[str, Any] = {
+        plain: dict[str, Any] = {
             "receivedDateTime": message.received,
             "lastModifiedDateTime": message.modified,
             "sentDateTime": message.received,
-            "subject": parsed.get("Subject", ""),
-            "internetMessageId": parsed.get("Message-ID", ""),
             "parentFolderId": message.folder,
             "categories": list(message.categories),
-            "hasAttachments": any(p.get_content_disposition() == "attachment"
-                                  for p in parsed.walk()),
-            "from": {"emailAddress": {"address": email.utils.parseaddr(
-                parsed.get("From", ""))[1], "name": email.utils.parseaddr(
-                    parsed.get("From", ""))[0]}},
         }
-        for name in fields:
-            if name in props:
-                data[name] = props[name]
+        parsed: email.message.Message | None = None
+        for name in sorted(fields):
+            if name in plain:
+                data[name] = plain[name]
+                continue
+            if parsed is None:  # parsing a 20 MB message only when a field needs it
+                parsed = email.message_from_bytes(message.raw, policy=email.policy.compat32)
+            sender = email.utils.parseaddr(parsed.get("From", ""))
+            if name == "subject":
+                data[name] = parsed.get("Subject", "")
+            elif name == "internetMessageId":
+                data[name] = parsed.get("Message-ID", "")
+            elif name == "hasAttachments":
+                data[name] = any(p.get_content_disposition() == "attachment"
+                                 for p in parsed.walk())
+            elif name == "from":
+                data[name] = {"emailAddress": {"address": sender[1], "name": sender[0]}}
             elif name == "internetMessageHeaders":
                 data[name] = [] if self.graph.drop_headers else [
                     {"name": k, "value": str(v)} for k, v in parsed.items()]
