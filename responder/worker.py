@@ -523,7 +523,7 @@ class Responder:
             try:
                 msg = compose_digest(
                     self.templates, recipient, [Entry.loads(h.entry) for h in held],
-                    sender=self.settings.smtp.from_,
+                    sender=self.settings.answer_from,
                     start_tag=self.settings.parsing.start_tag,
                     end_tag=self.settings.parsing.end_tag,
                 )

@@ -47,7 +47,7 @@ from responder.config import GraphSettings
 from responder.graph_api import GraphClient, GraphError
 from responder.imap import reassemble
 from responder.ledger import Ledger
-from responder.mailbox import Incoming, MailboxError
+from responder.mailbox import Incoming, MailboxAuthError, MailboxError
 
 log = logging.getLogger("responder.graph")
 
@@ -286,8 +286,11 @@ class GraphMailbox:
             raise self._error(exc) from None
 
     def _error(self, exc: GraphError) -> MailboxError:
+        """A refused sign-in (401) or permission (403) is MailboxAuthError, not an outage."""
+        if exc.status == 401:
+            return MailboxAuthError(str(exc))
         if exc.status == 403:
-            return MailboxError(
+            return MailboxAuthError(
                 f"graph {self._settings.mailbox}: missing permission Mail.ReadWrite ({exc}; "
                 'README, Microsoft 365: New-ManagementRoleAssignment -Role '
                 '"Application Mail.ReadWrite")')
