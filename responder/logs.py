@@ -67,7 +67,6 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
 def redact(text: str) -> str:
