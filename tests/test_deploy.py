@@ -118,3 +118,12 @@ def test_every_declared_dependency_is_imported() -> None:
         module = IMPORT_NAMES.get(name, name.replace("-", "_"))
         assert re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, re.M), (
             f"{name} is declared in pyproject.toml but never imported")
+
+
+def test_every_package_folder_ships_in_the_wheel() -> None:
+    """A subpackage missing from [tool.setuptools] packages works from a checkout only."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "responder").rglob("__init__.py")}
+    assert found <= listed, f"not in pyproject.toml [tool.setuptools] packages: {found - listed}"
