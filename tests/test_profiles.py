@@ -346,3 +346,33 @@ def test_a_signature_of_part_of_the_body_is_not_enough(key: tuple[bytes, bytes])
     seen = verdict(raw, EXO, own)
     assert not seen.trusted
     assert "covers only part of the body (l=)" in seen.reason
+
+
+# -- several profiles at once ----------------------------------------------------------------
+
+
+def test_a_pinned_server_next_to_exchange_online_keeps_its_own_rules(
+    key: tuple[bytes, bytes],
+) -> None:
+    """A hybrid site: its own relay (pinned) and Exchange Online. Exchange's topmost header
+    decides when it is on top; otherwise the pinned block rule applies, never a lower
+    Exchange-shaped header."""
+    both = SecuritySettings(trusted_authserv_id=("exchange-online", "relay.example.net"))
+    signed = alice_signed(key[0])
+    assert verdict(shapes.exo_external(signed, shapes.EXO_PASS), both).trusted
+    relay = shapes.on_top(signed, "Authentication-Results: relay.example.net; dkim=pass"
+                          " header.d=example.com; dmarc=pass header.from=example.com",
+                          "Received: by relay.example.net")
+    assert verdict(relay, both).reason == "dmarc=pass for example.com (relay.example.net)"
+    forged_below = shapes.on_top(
+        shapes.on_top(signed, f"Authentication-Results: {shapes.EXO_PASS}"),
+        "Authentication-Results: relay.example.net; dmarc=fail header.from=example.com")
+    assert not verdict(forged_below, both).trusted
+
+
+def test_internal_domains_may_be_one_string() -> None:
+    settings = SecuritySettings.model_validate(
+        {"trusted_authserv_id": "exchange-online", "exchange_internal": True,
+         "internal_domains": "Example.com"})
+    assert settings.internal_domains == ("Example.com",)
+    assert verdict(shapes.exo_internal(shapes.approval_reply()), settings).trusted
