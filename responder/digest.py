@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from responder.answers import reply_subject
+from responder.answers import localized, reply_subject
 from responder.message import RESPONDER_HEADER, Facts
 from responder.plan import Plan
 from responder.tickets import Ticket
@@ -39,6 +39,7 @@ class Entry:
     subject: str
     message_id: str | None
     sent_at: str | None  # ISO time of the reply's Date:, to find the latest
+    language: str | None = None  # the reply's language (Facts.language), for the templates
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
@@ -60,6 +61,7 @@ def entry_for(facts: Facts, plan: Plan, ticket: Ticket | None) -> Entry:
         subject=facts.subject,
         message_id=facts.message_id,
         sent_at=facts.sent_at.isoformat() if facts.sent_at else None,
+        language=facts.language,
     )
 
 
@@ -72,7 +74,10 @@ def compose_digest(
     start_tag: str,
     end_tag: str,
 ) -> EmailMessage:
-    """One reply to all of ``entries``: In-Reply-To the latest, References every one."""
+    """One reply to all of ``entries``: In-Reply-To the latest, References every one.
+
+    It is written in the language of the latest reply (where templates exist for it).
+    """
     threaded = [e for e in entries if e.message_id] or entries
     latest = max(enumerate(threaded), key=lambda pair: (_when(pair[1]), pair[0]))[1]
     context: dict[str, Any] = {
@@ -97,8 +102,13 @@ def compose_digest(
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg[RESPONDER_HEADER] = DIGEST
-    msg.set_content(env.get_template(f"{DIGEST}.txt").render(context))
-    msg.add_alternative(env.get_template(f"{DIGEST}.html").render(context), subtype="html")
+    language = max(enumerate(entries), key=lambda pair: (_when(pair[1]), pair[0]))[1].language
+    text = localized(env, f"{DIGEST}.txt", language)
+    msg.set_content(text.render(context))
+    msg.add_alternative(localized(env, f"{DIGEST}.html", language).render(context),
+                        subtype="html")
+    if language and (text.name or "").startswith(f"{language}/"):
+        msg["Content-Language"] = language
     return msg
 
 

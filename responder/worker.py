@@ -537,18 +537,21 @@ class Responder:
     def _log_over_limit(self) -> None:
         """Once per pass, not once per message: what the hourly limit did."""
         over, limit = self._over_limit, self.settings.security.answers_per_sender_per_hour
-        if over.held or over.bundled:
-            digests = len(over.bundled)
-            log.info(
-                "%d answers over the limit of %d per hour coalesced (%s); %d digest%s "
-                "queued now, covering %d answers", sum(over.held.values()), limit,
-                _people(over.held), digests, "" if digests == 1 else "s",
-                sum(over.bundled.values()))
+        said = []
+        if over.held:
+            held = sum(over.held.values())
+            said.append(f"{_n(held, 'answer')} over the limit of {limit} per hour held for a "
+                        f"digest ({_people(over.held)})")
+        if over.bundled:
+            said.append(f"{_n(len(over.bundled), 'digest')} queued, covering "
+                        f"{_n(sum(over.bundled.values()), 'answer')} ({_people(over.bundled)})")
+        if said:
+            log.info("; ".join(said))
         if over.dropped:
             log.warning(
-                "not answering %d messages over the limit of %d per hour from senders "
-                "not authenticated as a person (%s)", sum(over.dropped.values()), limit,
-                _people(over.dropped))
+                "not answering %s over the limit of %d per hour from senders not "
+                "authenticated as a person (%s)", _n(sum(over.dropped.values()), "message"),
+                limit, _people(over.dropped))
         self._over_limit = OverLimit()
 
     async def send_outbox(self) -> tuple[int, int]:
@@ -618,6 +621,10 @@ class OverLimit:
     held: Counter[str] = field(default_factory=Counter)  # held for a digest
     bundled: Counter[str] = field(default_factory=Counter)  # put into a digest now
     dropped: Counter[str] = field(default_factory=Counter)  # not answered at all
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _people(counts: Counter[str], shown: int = 3) -> str:

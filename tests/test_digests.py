@@ -6,6 +6,7 @@ subprocess where ``kill -9`` is the point.
 
 from __future__ import annotations
 
+import email
 import logging
 import os
 import signal
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from responder.digest import DIGEST
+from responder.answers import template_environment
+from responder.digest import DIGEST, Entry, compose_digest
 from responder.ledger import Ledger
 from responder.message import RESPONDER_HEADER
+from responder.plan import ANSWERED
 from tests.harness import Harness, gmail_reply, text_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,8 +74,8 @@ async def test_an_approver_over_the_limit_hears_back_in_one_digest(
         result = await harness.once()
 
     said = [r.getMessage() for r in caplog.records if "over the limit" in r.getMessage()]
-    assert said == [f"5 answers over the limit of 3 per hour coalesced ({BOSS}: 5); "
-                    "1 digest queued now, covering 5 answers"]  # once, not once a message
+    assert said == [f"5 answers over the limit of 3 per hour held for a digest ({BOSS}: 5); "
+                    f"1 digest queued, covering 5 answers ({BOSS}: 5)"]  # once, not per message
 
     assert [r.outcome for r in result.reports] == ["approved"] * 8
     assert len(harness.halo.decisions) == 8
@@ -83,7 +86,7 @@ async def test_an_approver_over_the_limit_hears_back_in_one_digest(
     assert digest["To"] == BOSS and digest["Auto-Submitted"] == "auto-replied"
     assert digest["Subject"] == f"Re: Approval required [ID:{ids[-1]}]"
     text = text_of(digest)
-    assert "these 5 are answered together" in text
+    assert "This email answers 5 replies:" in text
     for ticket_id in ids[3:]:
         assert (f"Ticket {ticket_id} (Purchase {ticket_id}): your approval is recorded in Halo."
                 f" Your note: batch {ticket_id}") in text
@@ -169,6 +172,57 @@ async def test_only_authenticated_people_get_past_the_limit(harness: Harness) ->
     await harness.once()
     assert [len(group) for group in split(harness.answers())] == [2, 0]
     assert len(harness.halo.decisions) == 4
+
+
+# -- the digest's own templates ----------------------------------------------------------
+
+TEMPLATES = REPO / "templates"
+INTRO = {"en": "This email answers 2 replies:", "de": "Diese E-Mail beantwortet 2 Nachrichten:",
+         "fr": "Cet e-mail répond à 2 messages :", "nl": "Deze e-mail beantwoordt 2 berichten:",
+         "es": "Este correo responde a 2 mensajes:"}
+RECORDED = {"en": "your approval is recorded in Halo",
+            "de": "Ihre Genehmigung ist in Halo erfasst",
+            "fr": "votre approbation est enregistrée dans Halo",
+            "nl": "uw goedkeuring is vastgelegd in Halo",
+            "es": "su aprobación está registrada en Halo"}
+
+
+def entry(ticket_id: int, outcome: str, language: str | None, sent_at: str) -> Entry:
+    return Entry(ticket_id, f"Purchase {ticket_id}", outcome, "no APPROVE or REJECT", "approve",
+                 "ok", f"Re: Approval required [ID:{ticket_id}]", f"<r{ticket_id}@x>", sent_at,
+                 language)
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "nl", "es"])
+def test_a_digest_is_written_in_the_language_of_the_latest_reply(lang: str) -> None:
+    older = entry(1, "no-decision", "fr" if lang != "fr" else "de", "2026-11-28T09:00:00+00:00")
+    latest = entry(2, "approved", lang, "2026-11-28T10:00:00+00:00")
+    digest = compose_digest(template_environment(None), BOSS, [latest, older],
+                            sender="approvals@service.example", start_tag="[ID:", end_tag="]")
+    message = email.message_from_bytes(digest.as_bytes())
+    text = text_of(message)
+    assert INTRO[lang] in text and RECORDED[lang] in text
+    assert "(no APPROVE or REJECT)" in text  # the reason, as the ledger has it
+    [html] = [p for p in message.walk() if p.get_content_type() == "text/html"]
+    assert f'<html lang="{lang}">' in html.get_payload(decode=True).decode() or lang == "en"
+    assert message["Content-Language"] == (None if lang == "en" else lang)
+    assert message["In-Reply-To"] == "<r2@x>"  # the latest by its Date:, not by position
+    assert message["References"] == "<r2@x> <r1@x>"
+
+
+def test_every_shipped_language_has_the_digest_pair() -> None:
+    for language in ("de", "fr", "nl", "es"):
+        names = {p.name for p in (TEMPLATES / language).iterdir()}
+        assert {"digest.txt", "digest.html", "_digest_outcomes.txt"} <= names, language
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "nl", "es"])
+def test_every_outcome_has_a_phrase_in_every_language(lang: str) -> None:
+    """A digest names each outcome in words, never by its internal name."""
+    folder = "" if lang == "en" else f"{lang}/"
+    env = template_environment(None)
+    phrases = env.get_template(f"{folder}_digest_outcomes.txt").module
+    assert set(phrases.outcomes) == {o.value for o in ANSWERED}  # type: ignore[attr-defined]
 
 
 # -- forty approvals, Halo faults, kill -9 ----------------------------------------------
@@ -276,5 +330,5 @@ def test_forty_approvals_under_faults_and_kill_9_each_answered_once(
     assert harness.folder("INBOX") == []
     log = service.log.read_text()
     assert "not answering" not in log
-    assert "coalesced" in log
+    assert "held for a digest" in log
     assert "not posting again" in log  # the kills did land with a POST in flight
