@@ -54,7 +54,13 @@ _BUILT_IN_STARTS = (
     r"normalmente no recibe (?:correos?|mensajes)",
     r"u ontvangt niet vaak e-?mail",
     r"non ricevi spesso (?:messaggi|e-?mail|posta)",
+    r"voc[êe] n[ãa]o costuma receber (?:e-?mails?|mensagens)",
     r"learn why this is important",
+    r"erfahren sie, warum dies wichtig ist",
+    r"pourquoi c['’]est important",
+    r"ontdek waarom dit belangrijk is",
+    r"por qu[ée] (?:es )?esto (?:es )?importante",
+    r"scopri perch[ée] [èe] importante",
     # external-sender banners of transport rules and gateways
     r"(?:caution|warning|attention|alert|achtung|vorsicht|hinweis|avertissement|"
     r"precauci[óo]n|atenci[óo]n|aviso|attenzione|avviso|let op|waarschuwing|opgelet)"
@@ -78,7 +84,11 @@ _BUILT_IN_STARTS = (
     r"zjqcmqryfpfptbannerstart",
     r"zjqcmqryfpfptbannerend",
     r"this message is from an external sender",
-    r"mimecast|proofpoint|barracuda",
+    r"mimecast|proofpoint|barracuda|inky\b",
+    # the further lines of gateway warning tags, each its own block in the HTML layout
+    r"first[- ]time sender",
+    r"report (?:this|suspicious|as suspicious) (?:e-?mail|message)",
+    r"(?:protection|protected|powered) by (?:proofpoint|mimecast|inky|barracuda)",
 )
 _VOCABULARY = re.compile(
     r"outside|external|extern|sender|links?\b|attachments?|\bsafe|phish|suspicious|"

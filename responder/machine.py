@@ -20,7 +20,8 @@ _MACHINE_LOCALPARTS = {"mailer-daemon", "postmaster", "noreply", "no-reply", "do
 # Exchange writes its out-of-office subject in the mailbox's language and sends it with no
 # Auto-Submitted header; these are the prefixes it (and other servers) put before the subject.
 _AUTO_REPLY_SUBJECT = re.compile(
-    r"^\s*(?:automatic reply|auto(?:matic)?[ -]?reply|autoreply|out of (?:the )?office|"
+    r"^\s*(?:automatic reply|auto(?:matic)?[ -]?reply|autoreply|"
+    r"out of (?:the )?office(?: auto-?reply)?|automatiskt svar|"
     r"automatische antwort|abwesenheitsnotiz|r[ée]ponse automatique|absence du bureau|"
     r"respuesta autom[áa]tica|fuera de la oficina|risposta automatica|fuori sede|"
     r"automatisch antwoord|afwezigheidsbericht|resposta autom[áa]tica|automatisk svar|"

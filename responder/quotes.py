@@ -254,9 +254,13 @@ def _cut_at(lines: Sequence[str], i: int) -> Cut | None:
 
 
 def _names_the_quote_below(lines: Sequence[str], i: int) -> bool:
-    """ "Service Desk wrote:" with neither date nor address, right above a quote."""
+    """ "Service Desk wrote:" (no date, no address) or a date and a name, right above a quote."""
     stripped = lines[i][:MAX_LINE_CHARS].strip()
-    if len(stripped) > 120 or not stripped.endswith((":", "：")) or not _WROTE.search(stripped):
+    if len(stripped) > 120:
+        return False
+    wrote = stripped.endswith((":", "：")) and bool(_WROTE.search(stripped))
+    dated = _is_date_name(stripped, need_colon=False)
+    if not (wrote or dated):
         return False
     below = next((j for j in range(i + 1, min(i + 3, len(lines))) if lines[j].strip()), None)
     return below is not None and bool(
@@ -358,16 +362,16 @@ def _is_dashed_attribution(joined: str) -> bool:
     return bool(dashed and _WROTE.search(dashed.group("inner")) and _DIGIT.search(joined))
 
 
-def _is_date_name(joined: str) -> bool:
+def _is_date_name(joined: str, need_colon: bool = True) -> bool:
     """Older Gmail's "2016-03-03 17:21 GMT+01:00 Name <addr>:" and a date and a name alone.
 
     A line that starts with a date and holds nothing else but a short name, ending with a
-    colon or an address: no sentence a person writes looks like that.
+    colon or an address (or right above a quote): no sentence a person writes looks so.
     """
     if len(joined) > 160:
         return False
     found = _DATE_FIRST.fullmatch(joined)
-    if not found or not (found.group("colon") or found.group("addr")):
+    if not found or (need_colon and not (found.group("colon") or found.group("addr"))):
         return False
     name = found.group("name").strip(" ,")
     return 0 < len(name.split()) <= 6 and not _SENTENCE_PUNCTUATION.search(name)

@@ -83,6 +83,14 @@ SAFETY_TIP_DE = Banner(
     "<table><tr><td>Sie erhalten nicht oft E-Mails von {sender}. <a href=\"https://aka.ms/"
     'LearnAboutSenderIdentification">Erfahren Sie, warum dies wichtig ist</a></td></tr></table>',
 )
+PROOFPOINT_TAG = Banner(
+    "Caution: External ({sender})\n\nFirst-Time Sender  Details\n\n"
+    " Report This Email  FAQ  Protection by Proofpoint\n\n",
+    '<table width="100%" style="background:#fff4ce"><tr><td><b>Caution:</b> External'
+    " ({sender})</td></tr><tr><td>First-Time Sender <a href=\"https://example.invalid/d\">"
+    "Details</a></td></tr><tr><td><a href=\"https://example.invalid/r\">Report This Email</a>"
+    '  <a href="https://example.invalid/f">FAQ</a>  Protection by Proofpoint</td></tr></table>',
+)
 BANNERS = {
     "safety-tip": SAFETY_TIP,
     "caution": CAUTION,
@@ -91,6 +99,7 @@ BANNERS = {
     "mimecast": MIMECAST,
     "barracuda": BARRACUDA,
     "safety-tip-de": SAFETY_TIP_DE,
+    "proofpoint-tag": PROOFPOINT_TAG,
 }
 
 # The header block Outlook writes above the original, per language.

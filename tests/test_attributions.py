@@ -29,6 +29,7 @@ ATTRIBUTED = {
     "gmail-2016-zh": f"2016年3月3日 17:21 {SD}:\n\n{QUOTED}",
     "date-and-name": f"03.03.2016 17:21, Service Desk:\n{QUOTED}",
     "date-and-name-iso": f"2016-03-03 17:21 Service Desk:\n{QUOTED}",
+    "date-and-name-above-a-quote": f"03.03.2016 17:21, Service Desk\n{quoted()}",
     "zoho": f"---- On Thu, 03 Mar 2016 17:21:00 +0100 {SD} wrote ----\n\n{QUOTED}",
     "zoho-de": f"---- Am Do, 03 Mär 2016 17:21:00 +0100 {SD} schrieb ----\n\n{QUOTED}",
     "pipe": f"On 03/03/2016 17:21, {SD} wrote:\n{quoted('| ')}",

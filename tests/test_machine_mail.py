@@ -95,6 +95,7 @@ LOCALIZED_OOF = [
     "Respuesta automática: ", "Risposta automatica: ", "Automatisch antwoord: ",
     "Resposta automática: ", "Automatisk svar: ", "Autosvar: ", "Automaattinen vastaus: ",
     "Odpowiedź automatyczna: ", "Out of Office: ", "[EXTERNAL] Automatic reply: ",
+    "Out of Office AutoReply: ", "Automatiskt svar: ",
 ]
 MACHINES = {
     "oof-suppress-only": exchange_oof("", suppress=True),
