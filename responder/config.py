@@ -105,6 +105,10 @@ class HaloSettings(Section):
     # Halo work of one pass that takes longer is left for the next pass, so that one
     # slow Halo call never holds up the mail behind it (a late POST is re-read first).
     pass_deadline_seconds: float = Field(default=10.0, gt=0)
+    # Decisions are posted as their tickets are read, up to batch_size in one POST, and
+    # at the latest batch_seconds after the first of a batch was ready.
+    batch_size: int = Field(default=50, ge=1, le=500)
+    batch_seconds: float = Field(default=2.0, gt=0)
     confirm: Literal["response", "reread"] = "response"
 
     @property
@@ -360,6 +364,10 @@ class ServiceSettings(Section):
     claim_timeout_seconds: float = Field(default=600.0, gt=0)
     # `responder run` logs one progress line per this many messages of a backlog.
     progress_every: int = Field(default=100, ge=1)
+    # Another Message-ID with the same content counts as a copy only when the earlier
+    # message came this recently and the new one would decide the same approver entry;
+    # otherwise (a second approval round answered the same way) it is acted on.
+    copy_window_minutes: float = Field(default=1440.0, ge=0)
 
 
 class Settings(Section):

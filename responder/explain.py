@@ -29,9 +29,9 @@ async def explain(raw: bytes, settings: Settings | None, *, online: bool = False
                               "reason": verdict.reason, "evidence": list(verdict.details)}
     plan = rules.triage(facts, verdict, datetime.now(UTC))
     if plan is None and online:
-        from responder.halo import HaloClient
+        from responder.service import halo_client
 
-        async with HaloClient(settings.halo) as halo:
+        async with halo_client(settings) as halo:
             assert facts.ticket_id is not None
             ticket = await halo.get_ticket(facts.ticket_id)
         plan = rules.match(facts, ticket)

@@ -28,7 +28,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -104,38 +104,95 @@ class HaloRejected(HaloError):
         self.excerpt = excerpt
 
 
+class BudgetStore(Protocol):
+    """Where the requests of every process on one ledger are counted (see ``Ledger``)."""
+
+    def budget_take(self, key: str, limit: int, window: float, now: float) -> float: ...
+
+    def budget_settle(self, key: str, stamp: float, now: float) -> None: ...
+
+
 class RequestBudget:
     """At most ``limit`` requests in any ``window`` seconds; ``acquire`` waits for a slot.
 
-    Waiters queue on a lock, so slots go out first come, first served.
+    Waiters queue on a lock, so slots go out first come, first served, except that an
+    ``urgent`` request (a decision) goes before the reads waiting: a read is only worth
+    its slot once its decision is posted. With a ``store`` (the ledger), the slots are
+    counted there, shared by every process on that ledger (``once``, ``run``, ``check``,
+    ``replay``, ``explain --online``), by wall-clock time.
     """
 
-    def __init__(self, limit: int, window: float, *, sleep: Sleep, clock: Clock) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        sleep: Sleep,
+        clock: Clock,
+        store: BudgetStore | None = None,
+        key: str = "",
+    ) -> None:
         self.limit = limit
         self.window = window
         self._sleep = sleep
-        self._clock = clock
+        self._clock = time.time if store is not None else clock
+        self._store = store
+        self._key = key
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._urgent = 0
 
-    async def acquire(self) -> float:
+    async def acquire(self, urgent: bool = False) -> float:
         """Wait for a slot; returns its time stamp, to hand to ``settle`` when the call ends."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return now
-                wait = self._sent[0] + self.window - now
-                log.info(
-                    "Halo request budget spent (%d per %g s): waiting %.1f s",
-                    self.limit,
-                    self.window,
-                    wait,
-                )
-                await self._sleep(wait)
+        if not urgent:
+            async with self._lock:
+                return await self._take(urgent)
+        self._urgent += 1
+        try:
+            return await self._take(urgent)
+        finally:
+            self._urgent -= 1
+
+    async def _take(self, urgent: bool) -> float:
+        logged = False
+        while True:
+            now = self._clock()
+            wait = await self._try(now)
+            if wait <= 0 and (urgent or not self._urgent):
+                return now
+            if wait <= 0:  # taken for nothing: an urgent request goes first
+                self._release(now)
+                wait = 0.01
+            elif not logged:
+                log.info("Halo request budget spent (%d per %g s): waiting %.1f s",
+                         self.limit, self.window, wait)
+                logged = True
+            await self._sleep(wait)
+
+    async def _try(self, now: float) -> float:
+        """Take a slot at ``now`` if one is free (0), else the seconds until one frees."""
+        if self._store is not None:
+            return await asyncio.to_thread(
+                self._store.budget_take, self._key, self.limit, self.window, now)
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
+        if len(self._sent) < self.limit:
+            self._sent.append(now)
+            return 0.0
+        return max(self._sent[0] + self.window - now, 0.001)
+
+    def _release(self, stamp: float) -> None:
+        if self._store is not None:
+            self._store.budget_settle(self._key, stamp, -1.0)  # rare: a contended slot
+        elif stamp in self._sent:
+            self._sent.remove(stamp)
+
+    async def settle_soon(self, stamp: float) -> None:
+        """``settle``, with the shared store's write in a worker thread."""
+        if self._store is not None:
+            await asyncio.to_thread(self.settle, stamp)
+        else:
+            self.settle(stamp)
 
     def settle(self, stamp: float) -> None:
         """Count a finished call from when its answer came, not from when it was sent.
@@ -144,6 +201,9 @@ class RequestBudget:
         receipt of the answer; counted from the send, network jitter let a request through
         that Halo still saw inside the window (429s under a budget equal to Halo's limit).
         """
+        if self._store is not None:
+            self._store.budget_settle(self._key, stamp, self._clock())
+            return
         if stamp in self._sent:  # else it left the window in flight: count it anew anyway
             self._sent.remove(stamp)
         bisect.insort(self._sent, self._clock())
@@ -161,6 +221,7 @@ class HaloClient:
         clock: Clock = time.monotonic,
         jitter: Callable[[], float] = random.random,
         backoff_base: float = 0.5,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self.settings = settings
         self.calls: Counter[str] = Counter()  # HTTP attempts by kind, retries included
@@ -169,7 +230,8 @@ class HaloClient:
         self._jitter = jitter
         self._backoff_base = backoff_base
         self._budget = RequestBudget(
-            settings.requests_per_window, settings.window_seconds, sleep=sleep, clock=clock
+            settings.requests_per_window, settings.window_seconds, sleep=sleep, clock=clock,
+            store=budget_store, key=f"{settings.base_url.rstrip('/')}|{settings.tenant or ''}",
         )
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -211,17 +273,24 @@ class HaloClient:
             raise _unexpected(response, "expected a ticket object")
         return ticket_from_json(data)
 
-    async def submit(self, submissions: Sequence[Submission]) -> list[Approver] | None:
+    async def submit(
+        self, submissions: Sequence[Submission], answer_within: float | None = None
+    ) -> list[Approver] | None:
         """POST the decisions as one array; Halo's records of them when the reply has them.
 
         None means the reply carried no records (the spec documents none): re-read the
         ticket to see what Halo recorded. Nothing to submit makes no call.
+        ``answer_within`` bounds the wait for Halo's answer (not the wait for a slot in
+        the budget, during which nothing was sent); past it the POST may have landed.
         """
         if not submissions:
             return []
         body = [s.as_json(self.settings.note_field) for s in submissions]
+        timeout: dict[str, Any] = {} if answer_within is None else {
+            "timeout": min(self.settings.timeout, answer_within)}
         response = await self._api(
-            "POST", "/ticketapproval", "POST ticketapproval", idempotent=False, json=body
+            "POST", "/ticketapproval", "POST ticketapproval", idempotent=False, json=body,
+            **timeout,
         )
         return _submitted_records(_json(response), submissions)
 
@@ -322,7 +391,7 @@ class HaloClient:
         """One logical request: budget, timeout, retries; returns any non-5xx, non-429 reply."""
         retries = self.settings.max_retries
         for attempt in range(retries + 1):
-            stamp = await self._budget.acquire()
+            stamp = await self._budget.acquire(urgent=not idempotent)
             self.calls[label] += 1
             try:
                 response = await self._http.request(method, url, **kwargs)
@@ -350,7 +419,7 @@ class HaloClient:
                 else:
                     return response
             finally:
-                self._budget.settle(stamp)
+                await self._budget.settle_soon(stamp)
             if attempt == retries:
                 raise failure
             log.warning("%s; retry %d of %d in %.1f s", failure, attempt + 1, retries, delay)

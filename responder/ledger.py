@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # the Halo request budget, shared by every process on this ledger
+        "0006_halo_budget",
+        """
+        CREATE TABLE halo_budget (
+            tenant TEXT NOT NULL,          -- base_url|tenant: one budget per Halo tenant
+            at REAL NOT NULL               -- unix time the request was counted at
+        );
+        CREATE INDEX halo_budget_tenant_at ON halo_budget (tenant, at);
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -169,6 +181,7 @@ class Row:
     sender: str | None
     attempts: int
     entries: str | None = None
+    created_at: str = ""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:
@@ -207,6 +220,7 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a recorded state survives power loss
         self.db.execute("PRAGMA busy_timeout=5000")
+        self._budget_lock = threading.Lock()  # the budget's calls come from worker threads
         self._migrate()
 
     def close(self) -> None:
@@ -246,14 +260,60 @@ class Ledger:
         """The schema version recorded in the file (0: new, or from before versions)."""
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
+    # -- the Halo request budget (HaloClient's, shared across processes) -----------
+
+    def budget_take(self, key: str, limit: int, window: float, now: float) -> float:
+        """Count a request at ``now`` if fewer than ``limit`` are in the window (0.0);
+        else the seconds until the oldest leaves it. One transaction: no two processes
+        take the last slot."""
+        with self._budget_lock:
+            return self._budget_take(key, limit, window, now)
+
+    def _budget_take(self, key: str, limit: int, window: float, now: float) -> float:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM halo_budget WHERE tenant = ? AND at <= ?",
+                            (key, now - window))
+            count, oldest = self.db.execute(
+                "SELECT COUNT(*), MIN(at) FROM halo_budget WHERE tenant = ?", (key,)
+            ).fetchone()
+            if count < limit:
+                self.db.execute("INSERT INTO halo_budget VALUES (?, ?)", (key, now))
+                wait = 0.0
+            else:
+                wait = max(float(oldest) + window - now, 0.001)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return wait
+
+    def budget_settle(self, key: str, stamp: float, now: float) -> None:
+        """Move a request's count to ``now`` (its answer came); a negative ``now`` drops it."""
+        with self._budget_lock:
+            self._budget_settle(key, stamp, now)
+
+    def _budget_settle(self, key: str, stamp: float, now: float) -> None:
+        row = self.db.execute(
+            "SELECT rowid FROM halo_budget WHERE tenant = ? AND at = ? LIMIT 1", (key, stamp)
+        ).fetchone()
+        if row is None:
+            if now >= 0:
+                self.db.execute("INSERT INTO halo_budget VALUES (?, ?)", (key, now))
+            return
+        if now < 0:
+            self.db.execute("DELETE FROM halo_budget WHERE rowid = ?", (row[0],))
+        else:
+            self.db.execute("UPDATE halo_budget SET at = ? WHERE rowid = ?", (now, row[0]))
+
     # -- messages ---------------------------------------------------------------
 
     def find(self, key: str, content_hash: str) -> Row | None:
-        """The row for this message, by Message-ID or else by content (a replay)."""
+        """The row for this message, by Message-ID, or else the latest with its content."""
         row = self.db.execute("SELECT * FROM messages WHERE key = ?", (key,)).fetchone()
         if row is None:
             row = self.db.execute(
-                "SELECT * FROM messages WHERE content_hash = ? ORDER BY created_at LIMIT 1",
+                "SELECT * FROM messages WHERE content_hash = ? ORDER BY created_at DESC LIMIT 1",
                 (content_hash,),
             ).fetchone()
         return Row.from_sql(row) if row else None

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,17 +62,35 @@ def make_mail(settings: Settings) -> tuple[Mailbox, Sender]:
 
 
 @contextlib.asynccontextmanager
+async def halo_client(settings: Settings) -> AsyncIterator[HaloClient]:
+    """A Halo client whose request budget is shared by every process on this ledger."""
+    try:  # its own connection: the budget writes from worker threads
+        budget: Ledger | None = Ledger(settings.state.path)
+    except (sqlite3.Error, OSError) as exc:  # ``check`` reports the ledger on its own line
+        log.warning("Halo request budget not shared (ledger unavailable: %s)", exc)
+        budget = None
+    try:
+        async with HaloClient(settings.halo, budget_store=budget) as halo:
+            yield halo
+    finally:
+        if budget is not None:
+            budget.close()
+
+
+@contextlib.asynccontextmanager
 async def responder(settings: Settings, **options: object) -> AsyncIterator[Responder]:
     """A Responder with every part open, closed again on the way out."""
     mailbox, sender = make_mail(settings)
     ledger = Ledger(settings.state.path)
     try:
-        async with HaloClient(settings.halo) as halo:
+        async with halo_client(settings) as halo:
             await mailbox.open()
+            worker = Responder(settings, mailbox, halo, sender, ledger,
+                               **options)  # type: ignore[arg-type]
             try:
-                yield Responder(settings, mailbox, halo, sender, ledger,
-                                **options)  # type: ignore[arg-type]
+                yield worker
             finally:
+                worker.close()
                 await mailbox.close()
     finally:
         ledger.close()
@@ -102,7 +121,7 @@ async def check(settings: Settings) -> list[CheckLine]:
     except SmtpError as exc:
         lines.append(CheckLine(name, False, str(exc)))
     try:
-        async with HaloClient(settings.halo) as halo:
+        async with halo_client(settings) as halo:
             lines.append(CheckLine("halo", True, await halo.check()))
     except HaloError as exc:
         lines.append(CheckLine("halo", False, str(exc)))

@@ -21,13 +21,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import multiprocessing
+import pickle
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from responder import ledger as states
 from responder.answers import compose, template_environment
@@ -45,9 +49,20 @@ from responder.smtp import SmtpError
 from responder.tickets import Approver, Result, Submission, Ticket
 
 log = logging.getLogger("responder")
+T = TypeVar("T")
 
 DkimVerifier = Callable[[bytes], Sequence[DkimResult]]
 MAX_ANSWER_ATTEMPTS = 50  # real delivery attempts (refusals), not passes while SMTP is down
+BIG_MESSAGE = 256 * 1024  # bytes of text: analysed in a process of its own
+READ_REUSE_SECONDS = 120.0  # a ticket read kept for the next pass serves it this long
+
+
+@dataclass
+class _Read:
+    """A ticket read: under way, or done and kept for the pass that needs it."""
+
+    task: asyncio.Future[Ticket | HaloError | None]
+    started: float
 
 
 @dataclass
@@ -62,6 +77,7 @@ class Item:
     row: Row | None = None
     reconcile: bool = False  # a POST may have reached Halo before a crash: re-read first
     halo_status: str | None = None  # what Halo answered to our decision, for the ledger
+    copy_of: Row | None = None  # a recent message with the same content, another Message-ID
     found: dict[int, Approver | None] = field(default_factory=dict)  # Halo's entries by seq
     refused: str | None = None  # why Halo refused this message's decision, for good
 
@@ -88,6 +104,7 @@ class PassResult:
     reports: list[Report] = field(default_factory=list)
     answers_sent: int = 0
     answers_failed: int = 0
+    more: bool = False  # the pass deadline left Halo work for the next pass: start it now
 
     @property
     def failed(self) -> int:
@@ -127,6 +144,11 @@ class Responder:
         self.rules = Rules.from_settings(settings)
         self.templates = template_environment(settings.answers.templates)
         self._over_limit = OverLimit()
+        # Ticket reads, kept across passes: a read the pass deadline cut short finishes in
+        # the background and serves the next pass (a backlog drains at the budget's pace).
+        self._reads: dict[int, _Read] = {}
+        self._gate = asyncio.Semaphore(concurrency)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"responder-{name}")
 
     # -- the loop ---------------------------------------------------------------
 
@@ -135,9 +157,10 @@ class Responder:
         backoff = 1.0
         while not stop.is_set():
             try:
-                await self.run_once()
+                result = await self.run_once()
                 backoff = 1.0
-                await self._wait(stop, retry_seconds)
+                if not result.more:  # a backlog goes on at once; else wait for mail
+                    await self._wait(stop, retry_seconds)
             except MailboxError as exc:
                 log.warning("mailbox unavailable: %s; retrying in %.0f s", exc, backoff)
                 if self.metrics:
@@ -174,14 +197,16 @@ class Responder:
         incoming = await self.mailbox.claim_new(
             self.owner, self.settings.service.claim_timeout_seconds
         )
-        items = [self._read(i) for i in incoming]
+        # Parsing (up to ~2 s for a hostile message), DKIM look-ups (DNS) and SQLite
+        # writes (synchronous=FULL) run in a worker thread: the event loop only waits,
+        # so IDLE wake-ups, /healthz and other instances in the process are never held up.
+        items = [await self._read(i) for i in incoming]
         result = PassResult()
-        fresh = [it for it in items if self._resume(it)]
+        fresh = [it for it in items if await self._off(self._resume, it)]
         self._progress(f"{len(items)} messages, {len(fresh)} to look up in Halo")
-        await self._look_up(fresh)
-        await self._submit([it for it in fresh if it.plan and it.plan.outcome is Outcome.SUBMIT])
+        result.more = await self._decide(fresh)
         for item in items:
-            self._record_safely(item)
+            await self._off(self._record_safely, item)
         self._progress("sending answers")
         result.answers_sent, result.answers_failed = await self.send_outbox()
         for done, item in enumerate(items, 1):
@@ -208,18 +233,34 @@ class Responder:
 
     # -- 1. read ----------------------------------------------------------------
 
-    def _read(self, incoming: Incoming) -> Item:
-        facts = analyse(incoming.raw, self.settings.parsing, self.rules.grammar)
-        item = Item(incoming, facts, row=self.ledger.find(facts.key, facts.content_hash))
-        return item
+    async def _read(self, incoming: Incoming) -> Item:
+        """Read one message: a big one in a process of its own, the rest in our thread.
+
+        A thread does not keep the event loop free of a big message: the analysis holds
+        the GIL, and on a busy machine the loop waited 0.1-0.4 s at a time for it.
+        """
+        parsing = self.settings.parsing
+        if BIG_MESSAGE < len(incoming.raw) <= parsing.max_message_bytes:
+            try:
+                loop = asyncio.get_running_loop()
+                facts = await loop.run_in_executor(
+                    _analysis_process(), analyse, incoming.raw, parsing, self.rules.grammar)
+            except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
+                log.warning("analysis process unavailable (%s): reading in a thread", exc)
+                _drop_analysis_process()
+                facts = await self._off(analyse, incoming.raw, parsing, self.rules.grammar)
+        else:
+            facts = await self._off(analyse, incoming.raw, parsing, self.rules.grammar)
+        row = await self._off(self.ledger.find, facts.key, facts.content_hash)
+        return Item(incoming, facts, row=row)
 
     def _resume(self, item: Item) -> bool:
         """Pick up where the ledger says this message is; True if it still needs work."""
         row, facts = item.row, item.facts
-        if row is not None and row.key != facts.key:
-            item.plan = Plan(Outcome.DUPLICATE, f"same content as {row.key}")
+        if row is not None and row.key != facts.key:  # same content, another Message-ID
             item.row = None
-            return False
+            item.copy_of = row if self._recent(row) else None
+            row = None
         if row is not None and row.state == states.FILED:
             item.plan = Plan(Outcome.DUPLICATE, "a copy of a message already handled")
             return False
@@ -232,7 +273,18 @@ class Responder:
             return True
         item.verdict = self._authenticate(item)
         item.plan = self.rules.triage(facts, item.verdict, self.clock())
+        if item.plan is not None and item.copy_of is not None:
+            item.plan = _copy(item.copy_of)
         return item.plan is None
+
+    def _recent(self, row: Row) -> bool:
+        """Whether an earlier message with the same content came within the copy window."""
+        try:
+            at = datetime.fromisoformat(row.created_at)
+        except ValueError:
+            return True
+        window = timedelta(minutes=self.settings.service.copy_window_minutes)
+        return self.clock() - at <= window
 
     def _authenticate(self, item: Item) -> Verdict:
         facts = item.facts
@@ -248,24 +300,118 @@ class Responder:
             facts.headers, facts.sender_domain, self.settings.security, dkim_results=results
         )
 
-    # -- 3. look up -------------------------------------------------------------
+    # -- 3. look up, 4. submit ---------------------------------------------------
 
-    async def _look_up(self, items: list[Item]) -> None:
-        """Read every ticket involved once, concurrently, then plan each message."""
-        tickets = await self._tickets(i for it in items if (i := _ticket_of(it)) is not None)
-        claimed: set[tuple[int, int]] = set()
+    async def _decide(self, items: list[Item]) -> bool:
+        """Read each ticket once, oldest message first, and post decisions as they come.
+
+        Decisions go to Halo in batches of ``halo.batch_size`` as soon as their tickets are
+        read (or ``halo.batch_seconds`` after the first of a batch was ready), not after
+        the whole backlog is read. At ``halo.pass_deadline_seconds`` the pass stops
+        waiting: what is ready is still posted, and reads under way go on in the
+        background for the next pass. True when work was left for the next pass.
+        """
+        halo = self.settings.halo
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + halo.pass_deadline_seconds
+        waiting: dict[int, list[Item]] = {}
         for item in items:
-            ticket_id = _ticket_of(item)
-            found = tickets.get(ticket_id) if ticket_id is not None else None
-            if isinstance(found, HaloError):
-                item.plan = _halo_failure(found)
-                continue
-            item.ticket = found
-            if item.reconcile:
-                item.plan = self._reconciled(item)
-            else:
-                item.plan = self.rules.match(item.facts, found)
-            item.plan = _unclaimed(item.plan, claimed)
+            waiting.setdefault(_ticket_of(item) or 0, []).append(item)
+        self._forget_stale_reads()
+        reads = {self._read_ticket(ticket_id): ticket_id for ticket_id in waiting}
+        claimed: set[tuple[int, int]] = set()
+        batch: list[Item] = []
+        posts: list[asyncio.Future[None]] = []
+        batch_due = float("inf")
+
+        def flush() -> None:
+            nonlocal batch_due
+            if batch:
+                posts.append(asyncio.ensure_future(self._submit(list(batch))))
+                batch.clear()
+            batch_due = float("inf")
+
+        while reads:
+            timeout = min(deadline, batch_due) - loop.time()
+            if timeout <= 0 and loop.time() >= deadline:
+                break
+            done, _ = await asyncio.wait(reads, timeout=max(timeout, 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                ticket_id = reads.pop(task)
+                self._reads.pop(ticket_id, None)  # used: the next message reads it anew
+                for item in waiting.pop(ticket_id):
+                    self._plan(item, task.result(), claimed)
+                    if item.plan and item.plan.outcome is Outcome.SUBMIT:
+                        batch.append(item)
+                        batch_due = min(batch_due, loop.time() + halo.batch_seconds)
+            if len(batch) >= halo.batch_size or not reads or loop.time() >= batch_due:
+                flush()
+        flush()
+        late = f"no answer from Halo within {halo.pass_deadline_seconds:g} s; next pass"
+        for item in (it for group in waiting.values() for it in group):
+            item.plan = Plan(Outcome.PENDING, f"Halo unavailable, will retry: {late}",
+                             item.plan.submission if item.reconcile and item.plan else None)
+        if posts:
+            await asyncio.gather(*posts)
+        return bool(waiting)
+
+    def _plan(self, item: Item, found: Ticket | HaloError | None,
+              claimed: set[tuple[int, int]]) -> None:
+        """Match one message against its ticket as read (or the read's failure)."""
+        if isinstance(found, HaloError):
+            item.plan = _halo_failure(found)
+            return
+        item.ticket = found
+        if item.reconcile:
+            item.plan = self._reconciled(item)
+        else:
+            item.plan = self.rules.match(item.facts, found)
+        if item.copy_of is not None and not _new_round(item.plan, item.copy_of):
+            item.plan = _copy(item.copy_of)
+            return
+        item.plan = _unclaimed(item.plan, claimed)
+
+    def _read_ticket(self, ticket_id: int) -> asyncio.Future[Ticket | HaloError | None]:
+        """The read of a ticket under way or kept from an earlier pass, else a new one."""
+        kept = self._reads.get(ticket_id)
+        if kept is not None and not (kept.task.done() and isinstance(
+                kept.task.result(), HaloUnavailable)):  # a failed read is tried anew
+            return kept.task
+        task = asyncio.ensure_future(self._get(ticket_id))
+        self._reads[ticket_id] = _Read(task, asyncio.get_running_loop().time())
+        return task
+
+    async def _get(self, ticket_id: int) -> Ticket | HaloError | None:
+        async with self._gate:
+            try:
+                return await self.halo.get_ticket(ticket_id)
+            except HaloError as exc:
+                return exc
+
+    def _forget_stale_reads(self) -> None:
+        """Reads finished long ago are not trusted for a decision: read such tickets anew."""
+        now = asyncio.get_running_loop().time()
+        for ticket_id, read in list(self._reads.items()):
+            if read.task.done() and now - read.started > READ_REUSE_SECONDS:
+                del self._reads[ticket_id]
+
+    def close(self) -> None:
+        """Drop the reads kept for a next pass (there is none: ``once``, shutdown)."""
+        for read in self._reads.values():
+            read.task.cancel()
+        self._reads.clear()
+        self._thread.shutdown(wait=False)
+
+    async def _off(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (parsing, DNS, SQLite) in this responder's own worker thread.
+
+        One thread, so the ledger's connection is never used by two threads at once.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def _filed(self, key: str) -> None:
+        self.ledger.record(key, state=states.FILED)
 
     def _reconciled(self, item: Item) -> Plan:
         """After a crash mid-submission: what Halo shows decided is never posted again."""
@@ -282,18 +428,9 @@ class Responder:
         return item.plan
 
     async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | HaloError | None]:
-        """Read each ticket once, concurrently; a read past the deadline waits for next pass."""
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(ticket_id: int) -> Ticket | HaloError | None:
-            async with gate:
-                try:
-                    return await self.halo.get_ticket(ticket_id)
-                except HaloError as exc:
-                    return exc
-
+        """Read each ticket anew, concurrently (to confirm); past the deadline: next pass."""
         unique = sorted(set(ids))
-        tasks = [asyncio.ensure_future(one(i)) for i in unique]
+        tasks = [asyncio.ensure_future(self._get(i)) for i in unique]
         if not tasks:
             return {}
         await asyncio.wait(tasks, timeout=self.settings.halo.pass_deadline_seconds)
@@ -315,7 +452,7 @@ class Responder:
                 await self._submit([item])
             return
         for item in items:
-            self._record_submitting(item)
+            await self._off(self._record_submitting, item)
         await self._post(items)
         await self._confirm(items)
 
@@ -332,13 +469,10 @@ class Responder:
         subs = [s for _, s in todo]
         deadline = self.settings.halo.pass_deadline_seconds
         try:
-            # Past the deadline the POST is abandoned like a timeout: it may have landed,
-            # so the rows stay "submitting" and the next pass re-reads before posting.
-            records = await asyncio.wait_for(self.halo.submit(subs), deadline)
-        except TimeoutError:
-            failure = HaloUnavailable(f"no answer within {deadline:g} s; re-read next pass")
-            self._set_all(items, _halo_failure(failure), str(failure))
-            return
+            # An answer later than the deadline is given up like a timeout: the POST may
+            # have landed, so the rows stay "submitting" and the next pass re-reads first.
+            # (Waiting for a slot in the request budget is not bounded: nothing is sent.)
+            records = await self.halo.submit(subs, answer_within=deadline)
         except HaloRejected as exc:
             if len(subs) > 1:
                 await self._isolate(items, exc)
@@ -396,12 +530,17 @@ class Responder:
         ``Ticket.approver`` looks in both, and a ``dateapproved`` counts as decided.
         """
         waiting = [it for it in items if it.plan and it.plan.outcome is Outcome.SUBMIT]
-        unsure = [it for it in waiting if _undecided(it) and not it.refused]
+        # A refused decision is re-read too: someone may have decided the entry since we
+        # read it, which is "already decided", not a failure.
+        unsure = [it for it in waiting if _undecided(it)]
         reread = await self._tickets(_ticket_of(it) or 0 for it in unsure)
         for item in waiting:
             assert item.plan is not None
             if item in unsure:
                 found = reread.get(_ticket_of(item) or 0)
+                if isinstance(found, HaloError) and item.refused:
+                    item.plan = replace(item.plan, outcome=Outcome.FAILED, reason=item.refused)
+                    continue
                 if isinstance(found, HaloError):
                     item.plan = _halo_failure(found)  # reconciled by re-reading next pass
                     item.reconcile = item.plan.outcome is Outcome.PENDING
@@ -410,7 +549,7 @@ class Responder:
                     item.found[sub.seq] = found.approver(sub.seq) if found else None
                 item.halo_status = f"{item.halo_status}; re-read shows " + ", ".join(
                     f"seq {seq} result {a.result if a else None}" for seq, a in item.found.items())
-            elif not item.refused:
+            else:
                 item.halo_status = f"{item.halo_status}; " + ", ".join(
                     f"result {a.result}" for a in item.found.values() if a) + " in its answer"
             plan = confirm(item.plan, item.found)
@@ -590,7 +729,7 @@ class Responder:
             log.warning("could not file %s into %s: %s", item.facts.key, folder, exc)
             return
         if item.plan.outcome is not Outcome.DUPLICATE:
-            self.ledger.record(item.facts.key, state=states.FILED)
+            await self._off(self._filed, item.facts.key)
 
     def _report(self, item: Item) -> Report:
         assert item.plan is not None
@@ -631,6 +770,22 @@ def _people(counts: Counter[str], shown: int = 3) -> str:
     names = [f"{who}: {n}" for who, n in counts.most_common(shown)]
     more = len(counts) - shown
     return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+_process: ProcessPoolExecutor | None = None
+
+
+def _analysis_process() -> ProcessPoolExecutor:
+    """One process for big messages, shared by every instance, started when first needed."""
+    global _process
+    if _process is None:
+        _process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _process
+
+
+def _drop_analysis_process() -> None:
+    global _process
+    if _process is not None:
+        _process.shutdown(wait=False, cancel_futures=True)
+        _process = None
 
 
 def default_owner(settings: Settings) -> str:
@@ -656,6 +811,19 @@ def _resumed_plan(row: Row) -> Plan:
             pairs.append((int(seq), int(action or 0)))
     subs = [Submission(row.ticket_id, seq, action, result, row.note) for seq, action in pairs]
     return Plan(Outcome.SUBMIT, "resuming a submission", subs[0], tuple(subs[1:]))
+
+
+def _copy(row: Row) -> Plan:
+    return Plan(Outcome.DUPLICATE, f"same content as {row.key}")
+
+
+def _new_round(plan: Plan, earlier: Row) -> bool:
+    """A reply with the content of an earlier one is acted on only when it would decide
+    another approver entry (a new approval round) than the earlier message did."""
+    if plan.outcome is not Outcome.SUBMIT or plan.submission is None:
+        return False
+    sub = plan.submission
+    return (sub.ticket_id, sub.seq) != (earlier.ticket_id, earlier.seq)
 
 
 def _decided(approver: Approver | None) -> bool:

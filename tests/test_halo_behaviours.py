@@ -160,3 +160,50 @@ async def test_a_decision_for_an_entry_halo_shows_decided_is_never_posted(
 
     assert outcomes(result) == ["already-decided"]
     assert harness.halo.count("POST", "/api/ticketapproval") == 0
+
+
+# -- copies and new rounds ---------------------------------------------------------------
+
+def button_reply(msgid: str) -> bytes:
+    """The same one-word reply each time (a phone's canned answer): only the id differs."""
+    return gmail_reply("alice@example.com", 1800, "Approve", msgid=msgid)
+
+
+async def test_a_second_round_answered_the_same_way_is_acted_on(harness: Harness) -> None:
+    harness.halo.add_ticket(1800, "Change", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    harness.deliver(button_reply("<round1@example.com>"))
+    await harness.once()
+    harness.halo.add_ticket(1800, "Change", [  # the change was sent round again: a new entry
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2, "result": 1,
+         "dateapproved": "2026-11-28T09:00:00Z"},
+        {"emailaddress": "alice@example.com", "seq": 2, "actionnumber": 3}])
+    harness.deliver(button_reply("<round2@example.com>"))
+
+    result = await harness.once()
+
+    assert [r.outcome for r in result.reports] == ["approved"]
+    assert harness.halo.approver(1800, 2)["result"] == 1
+    assert len(harness.answers()) == 2 and harness.halo.duplicate_decisions == 0
+
+
+async def test_a_copy_under_another_message_id_is_a_copy_only_while_recent(
+    harness: Harness,
+) -> None:
+    harness.halo.add_ticket(1800, "Change", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    harness.deliver(button_reply("<first@example.com>"))
+    await harness.once()
+    harness.deliver(button_reply("<resent@example.com>"))  # a mail system's second copy
+
+    copy = await harness.once()
+
+    assert [r.outcome for r in copy.reports] == ["duplicate"]
+    assert len(harness.answers()) == 1 and len(harness.posts()) == 1
+    harness.overrides = {"service": {"copy_window_minutes": 0}}
+    harness.deliver(button_reply("<much-later@example.com>"))
+
+    later = await harness.once()  # not recent: a message of its own, answered as such
+
+    assert [r.outcome for r in later.reports] == ["already-decided"]
+    assert len(harness.answers()) == 2 and len(harness.posts()) == 1

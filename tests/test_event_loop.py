@@ -1,0 +1,67 @@
+"""The event loop only waits: /healthz answers while a pass reads a hostile 2 MB message.
+
+Real Dovecot, the stand-in Halo, the real /healthz server. The probe runs in a thread of
+its own (a client on the event loop would wait with it), with blocking sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+from responder.metrics import Metrics, serve_metrics
+from responder.service import responder
+from tests.harness import Harness, reply
+
+HEALTHZ_WITHIN = 0.1  # seconds
+
+
+def hostile_html(ticket: int) -> bytes:
+    """2 MB of HTML paragraphs: some seconds of layout work (bounded, see test_hostile)."""
+    body = "<p>Approve" + "<p>x" * 480_000
+    return reply("alice@example.com", f"Re: Approval [ID:{ticket}]", body,
+                 content_type='text/html; charset="utf-8"')
+
+
+def probe(port: int, stop: threading.Event, times: list[float]) -> None:
+    """GET /healthz over and over until ``stop``; each answer's delay into ``times``."""
+    while not stop.is_set():
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            answer = conn.recv(1024)
+        assert answer.startswith(b"HTTP/1.0 ")
+        times.append(time.monotonic() - started)
+        time.sleep(0.02)
+
+
+async def test_healthz_answers_within_100_ms_while_a_pass_reads_a_hostile_message(
+    harness: Harness,
+) -> None:
+    harness.overrides = {"parsing": {"max_message_bytes": 3_000_000}}
+    raw = hostile_html(1234)
+    assert len(raw) > 1_900_000
+    harness.deliver(raw)
+    metrics = Metrics()
+    server = await serve_metrics(metrics, "127.0.0.1", 0, stale_after=600)
+    port = server.sockets[0].getsockname()[1]
+    stop, times = threading.Event(), []
+    prober = threading.Thread(target=probe, args=(port, stop, times), daemon=True)
+    try:
+        async with responder(harness.settings, metrics=metrics) as worker:
+            prober.start()
+            started = time.monotonic()
+            result = await worker.run_once()
+            took = time.monotonic() - started
+    finally:
+        stop.set()
+        await asyncio.to_thread(prober.join, 15)
+        server.close()
+        await server.wait_closed()
+
+    assert [r.outcome for r in result.reports] == ["approved"]  # it was read, in full
+    assert took > 0.5  # the analysis was long enough to matter
+    assert len(times) >= 5  # /healthz was asked all through the pass
+    assert max(times) < HEALTHZ_WITHIN, f"slowest /healthz: {max(times) * 1000:.0f} ms"
