@@ -189,7 +189,8 @@ def _add_check(sub: Any) -> None:
         "turn and prints one line per part. Nothing is read, moved or sent.",
         "  responder check --config /etc/halo-approval-responder/config.toml\n"
         "  responder check -c config.toml --json\n"
-        "  responder check -c config.toml --sample internal.eml external.eml",
+        "  responder check -c config.toml --sample internal.eml external.eml\n"
+        "  responder check -c config.toml --online --ticket 1234",
         "  0 every part is reachable (with --sample: every sample is trusted and fits the\n"
         "  [security] settings); 1 a part failed, or a sample does not; 2 the config is\n"
         "  invalid or a sample cannot be read")
@@ -198,6 +199,10 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--sample", nargs="+", action="extend", type=Path, metavar="FILE",
                    help="instead of signing in: judge saved replies (.eml) under the "
                         "[security] settings and say which profile they fit (offline)")
+    p.add_argument("--online", action="store_true",
+                   help="with --ticket: read a ticket from Halo (nothing is posted)")
+    p.add_argument("--ticket", type=int, metavar="N",
+                   help="with --online: how the responder reads ticket N's approvers")
 
 
 def _add_once(sub: Any) -> None:
@@ -317,6 +322,8 @@ def _instances(args: argparse.Namespace) -> dict[str, Settings]:
 def _check(args: argparse.Namespace) -> int:
     if args.sample:
         return _check_samples(args)
+    if args.ticket is not None or args.online:
+        return _check_ticket(args)
     from responder.service import check
 
     report, ok = {}, True
@@ -329,6 +336,29 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"[{name}]")
             for ln in lines:
                 print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+    if args.json:
+        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    return OK if ok else FAILED
+
+
+def _check_ticket(args: argparse.Namespace) -> int:
+    """``check --online --ticket N``: the ticket's approvers as the responder reads them."""
+    from responder.plan import describe
+    from responder.service import read_ticket
+
+    if args.ticket is None or not args.online:
+        raise Failed("--online and --ticket N go together: "
+                     "responder check --online --ticket 1234", USAGE)
+    ok, report = True, {}
+    for name, settings in _instances(args).items():
+        ticket = asyncio.run(read_ticket(settings, args.ticket))
+        lines = describe(ticket) if ticket else [f"ticket {args.ticket} was not found in Halo"]
+        ok = ok and ticket is not None
+        report[name] = lines
+        if not args.json:
+            if len(report) > 1 or name != "default":
+                print(f"[{name}]")
+            print("\n".join(lines))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED

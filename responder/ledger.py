@@ -221,10 +221,13 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=FULL")  # a recorded state survives power loss
         self.db.execute("PRAGMA busy_timeout=5000")
         self._budget_lock = threading.Lock()  # the budget's calls come from worker threads
+        self._closed = False
         self._migrate()
 
     def close(self) -> None:
-        self.db.close()
+        with self._budget_lock:  # not while a budget call runs in a worker thread
+            self._closed = True
+            self.db.close()
 
     def _migrate(self) -> None:
         version = self.version()
@@ -267,6 +270,8 @@ class Ledger:
         else the seconds until the oldest leaves it. One transaction: no two processes
         take the last slot."""
         with self._budget_lock:
+            if self._closed:  # a call finishing after shutdown: nothing left to count
+                return 0.0
             return self._budget_take(key, limit, window, now)
 
     def _budget_take(self, key: str, limit: int, window: float, now: float) -> float:
@@ -291,7 +296,8 @@ class Ledger:
     def budget_settle(self, key: str, stamp: float, now: float) -> None:
         """Move a request's count to ``now`` (its answer came); a negative ``now`` drops it."""
         with self._budget_lock:
-            self._budget_settle(key, stamp, now)
+            if not self._closed:
+                self._budget_settle(key, stamp, now)
 
     def _budget_settle(self, key: str, stamp: float, now: float) -> None:
         row = self.db.execute(

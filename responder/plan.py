@@ -179,6 +179,32 @@ def pending_entries(ticket: Ticket, sender: str) -> list[Approver]:
     return [unique[s] for s in sorted(unique)]
 
 
+def describe(ticket: Ticket) -> list[str]:
+    """How the responder reads a ticket's approval entries: one line each, and who a
+    reply would decide (for ``responder check --online --ticket``)."""
+    step = ticket.current_step
+    lines = [f"ticket {ticket.id}: {ticket.summary!r}; current step "
+             f"{step if step is not None else '(not named)'}"]
+    history = {a.seq for a in ticket.history}
+    for where, entries in (("approvers", ticket.approvers),
+                           ("approvers_history", ticket.history)):
+        for a in entries:
+            state = "pending" if a.pending and a.seq not in history else "decided"
+            lines.append(
+                f"  {where}: seq {a.seq} actionnumber {a.actionnumber} {a.emailaddress or '?'}"
+                f" step {a.step_id if a.step_id is not None else '-'} result {a.result}"
+                f" dateapproved {a.dateapproved or '-'} -> {state}")
+    people = sorted({normalise_address(a.emailaddress) for a in ticket.entries
+                     if a.emailaddress})
+    for person in people:
+        seqs = [a.seq for a in pending_entries(ticket, person)]
+        decides = f"decides seq {', '.join(map(str, seqs))}" if seqs else "already decided"
+        lines.append(f"  a reply from {person}: {decides}")
+    if not ticket.entries:
+        lines.append("  no approval entries: every reply would be 'not an approver'")
+    return lines
+
+
 def _compact(text: str) -> str:
     """Text without whitespace or quote marks, so a token wrapped in a quote still matches."""
     return re.sub(r"[\s>]+", "", text)

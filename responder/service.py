@@ -28,6 +28,7 @@ from responder.oauth import TokenSource, token_source
 from responder.senders import Sender
 from responder.senders.graph import GraphSender
 from responder.smtp import SmtpError, SmtpSender
+from responder.tickets import Ticket
 from responder.worker import PassResult, Responder
 
 log = logging.getLogger("responder")
@@ -131,6 +132,12 @@ async def check(settings: Settings) -> list[CheckLine]:
     except Exception as exc:
         lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
     return lines
+
+
+async def read_ticket(settings: Settings, ticket_id: int) -> Ticket | None:
+    """One ticket as the responder reads it (``check --online --ticket``): nothing posted."""
+    async with halo_client(settings) as halo:
+        return await halo.get_ticket(ticket_id)
 
 
 async def once(

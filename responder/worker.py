@@ -62,7 +62,10 @@ class _Read:
     """A ticket read: under way, or done and kept for the pass that needs it."""
 
     task: asyncio.Future[Ticket | HaloError | None]
-    started: float
+    finished: float | None = None  # loop time the answer came
+
+    def done(self) -> None:
+        self.finished = asyncio.get_running_loop().time()
 
 
 @dataclass
@@ -148,6 +151,7 @@ class Responder:
         # the background and serves the next pass (a backlog drains at the budget's pace).
         self._reads: dict[int, _Read] = {}
         self._gate = asyncio.Semaphore(concurrency)
+        self._fresh_gate = asyncio.Semaphore(concurrency)  # reads that confirm a decision
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"responder-{name}")
 
     # -- the loop ---------------------------------------------------------------
@@ -317,7 +321,8 @@ class Responder:
         waiting: dict[int, list[Item]] = {}
         for item in items:
             waiting.setdefault(_ticket_of(item) or 0, []).append(item)
-        self._forget_stale_reads()
+        self._forget_stale_reads(t for t, group in waiting.items()
+                                 if any(it.reconcile for it in group))
         reads = {self._read_ticket(ticket_id): ticket_id for ticket_id in waiting}
         claimed: set[tuple[int, int]] = set()
         batch: list[Item] = []
@@ -379,21 +384,28 @@ class Responder:
                 kept.task.result(), HaloUnavailable)):  # a failed read is tried anew
             return kept.task
         task = asyncio.ensure_future(self._get(ticket_id))
-        self._reads[ticket_id] = _Read(task, asyncio.get_running_loop().time())
+        read = self._reads[ticket_id] = _Read(task)
+        task.add_done_callback(lambda _: read.done())
         return task
 
-    async def _get(self, ticket_id: int) -> Ticket | HaloError | None:
-        async with self._gate:
+    async def _get(self, ticket_id: int, gate: asyncio.Semaphore | None = None
+                   ) -> Ticket | HaloError | None:
+        async with gate or self._gate:
             try:
                 return await self.halo.get_ticket(ticket_id)
             except HaloError as exc:
                 return exc
 
-    def _forget_stale_reads(self) -> None:
-        """Reads finished long ago are not trusted for a decision: read such tickets anew."""
+    def _forget_stale_reads(self, posted: Iterable[int]) -> None:
+        """Reads finished long ago are not trusted for a decision, nor any read of a ticket
+        a POST may have reached since (a submission being resumed): read those anew."""
+        for ticket_id in posted:
+            stale = self._reads.pop(ticket_id, None)
+            if stale is not None:
+                stale.task.cancel()
         now = asyncio.get_running_loop().time()
         for ticket_id, read in list(self._reads.items()):
-            if read.task.done() and now - read.started > READ_REUSE_SECONDS:
+            if read.finished is not None and now - read.finished > READ_REUSE_SECONDS:
                 del self._reads[ticket_id]
 
     def close(self) -> None:
@@ -401,7 +413,7 @@ class Responder:
         for read in self._reads.values():
             read.task.cancel()
         self._reads.clear()
-        self._thread.shutdown(wait=False)
+        self._thread.shutdown(wait=True)  # the ledger is closed next: no write may be running
 
     async def _off(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking work (parsing, DNS, SQLite) in this responder's own worker thread.
@@ -430,7 +442,8 @@ class Responder:
     async def _tickets(self, ids: Iterable[int]) -> dict[int, Ticket | HaloError | None]:
         """Read each ticket anew, concurrently (to confirm); past the deadline: next pass."""
         unique = sorted(set(ids))
-        tasks = [asyncio.ensure_future(self._get(i)) for i in unique]
+        # Their own gate: a backlog's reads waiting in the background must not hold them up.
+        tasks = [asyncio.ensure_future(self._get(i, self._fresh_gate)) for i in unique]
         if not tasks:
             return {}
         await asyncio.wait(tasks, timeout=self.settings.halo.pass_deadline_seconds)
@@ -603,6 +616,9 @@ class Responder:
             return
         if plan.outcome is Outcome.PENDING:
             state = states.SUBMITTING if item.reconcile or plan.submission else states.SEEN
+            row = item.row
+            if row is not None and (row.state, row.outcome) == (state, plan.outcome.value):
+                return  # a backlog's waiting messages: no write (and fsync) each pass
             self.ledger.record(item.facts.key, state=state, outcome=plan.outcome.value,
                                reason=plan.reason, **self._facts_columns(item))
             return

@@ -137,3 +137,32 @@ def test_two_mailboxes_in_one_config(harness: Harness, tmp_path: Path,
         ("first", "approved"), ("second", "rejected")]
     assert main(["check", "--config", str(config), "--instance", "second", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["second"]["mailbox"]["ok"] is True
+
+
+def test_check_online_ticket_shows_how_the_approvers_are_read_and_posts_nothing(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.halo.behaviour.history = True
+    harness.halo.add_ticket(1900, "Two steps and a CAB", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2, "step_id": 1,
+         "result": 1, "dateapproved": "2026-11-28T08:00:00Z"},
+        {"emailaddress": "bob@example.com", "seq": 2, "actionnumber": 2, "step_id": 2},
+        {"emailaddress": "bob@example.com", "seq": 3, "actionnumber": 2, "step_id": 2,
+         "cab_id": 4},
+        {"emailaddress": "carol@example.com", "seq": 4, "actionnumber": 2, "step_id": 3},
+    ])
+    config = harness.write_config(tmp_path / "config.toml")
+
+    assert main(["check", "--config", str(config), "--online", "--ticket", "1900"]) == 0
+
+    out = capsys.readouterr().out
+    assert "current step 2" in out
+    assert re.search(r"approvers_history: seq 1 .* result 1 .* -> decided", out)
+    assert re.search(r"approvers: seq 2 .*bob@example.com step 2 result None .* -> pending", out)
+    assert "a reply from alice@example.com: already decided" in out
+    assert "a reply from bob@example.com: decides seq 2, 3" in out
+    assert "a reply from carol@example.com: decides seq 4" in out
+    assert harness.halo.count("POST", "/api/ticketapproval") == 0
+    assert main(["check", "--config", str(config), "--online", "--ticket", "999"]) == 1
+    assert "ticket 999 was not found" in capsys.readouterr().out
+    assert main(["check", "--config", str(config), "--ticket", "1900"]) == 2
