@@ -5,9 +5,11 @@ One pass (``responder once``; ``responder run`` repeats it whenever mail arrives
 1. claim the messages waiting in the mailbox (so that a second instance leaves them
    alone), fetch their text parts only, and read each one;
 2. settle what needs no Halo call (machines, forgeries, no decision word, copies);
-3. read each ticket involved once, concurrently, and match senders to approvers;
-4. submit every decision of the pass in one POST, and confirm Halo recorded them
-   (Halo work past ``halo.pass_deadline_seconds`` is left for the next pass);
+3. read each ticket involved once, concurrently, oldest message first, and match
+   senders to pending approver entries;
+4. post the decisions in batches as their tickets come in, and confirm Halo recorded
+   them (from the POST's answer, else a re-read); at ``halo.pass_deadline_seconds`` the
+   pass stops waiting, reads under way serve the next pass, which starts at once;
 5. queue one answer per human message in the ledger's outbox, then send the outbox;
 6. file each message in its folder, only after its work is recorded.
 

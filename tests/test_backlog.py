@@ -60,7 +60,9 @@ async def test_a_read_cut_by_the_deadline_serves_the_next_pass(harness: Harness)
     async with responder(harness.settings) as worker:
         first = await worker.run_once()
         assert [r.outcome for r in first.reports] == ["pending"] and first.more
-        await asyncio.sleep(0.8)  # the read finished in the background
+        await until(lambda: harness.halo.count("GET", "/api/tickets/1300") == 1, 10.0,
+                    "the read answered in the background")
+        await asyncio.sleep(0.2)  # its answer reaches the client
         harness.halo.faults.latency = 0.0
         second = await worker.run_once()
 
