@@ -136,6 +136,7 @@ class StandinGraph:
         self.token_lifetime = token_lifetime
         self.latency = 0.0  # seconds added to each Graph request
         self.drop_headers = False  # internetMessageHeaders empty, as for some real items
+        self.refuse_recipients: set[str] = set()  # sendMail to these: 400 ErrorInvalidRecipients
         self.requests: list[Recorded] = []
         self.peak_in_flight = 0
         self.mailboxes: dict[str, Mailbox] = {}
@@ -782,6 +783,10 @@ class _Api:
         if parsed is None or not parsed.get("To"):
             raise _error(400, "ErrorMimeContentInvalidBase64String",
                          "Invalid base64 string for MIME content.")
+        recipient = email.utils.parseaddr(str(parsed.get("To")))[1].lower()
+        if recipient in self.graph.refuse_recipients:
+            raise _error(400, "ErrorInvalidRecipients",
+                         "At least one recipient isn't valid., Recipient is not valid.")
         self.box.sent.append(raw)
         raise _Reply(202)
 

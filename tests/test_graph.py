@@ -286,6 +286,36 @@ async def test_a_restart_resumes_from_the_delta_link_and_an_expired_link_rescans
             if r.status == 410] == [410]
 
 
+async def test_a_refused_token_is_replaced_once(gh: GraphHarness) -> None:
+    gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    async with responder(gh.settings) as worker:
+        await worker.run_once()
+        gh.graph.revoke_tokens()  # still fresh by our clock, refused by Graph
+        gh.deliver(gmail_reply("bob@example.com", 1234, "Approve"))
+        second = await worker.run_once()
+    assert [r.outcome for r in second.reports] == ["approved"]
+    assert [r.status for r in gh.requests() if r.status == 401] == [401]
+    assert len(gh.answers()) == 2
+
+
+async def test_an_answer_graph_refuses_does_not_hold_up_the_others(gh: GraphHarness) -> None:
+    gh.graph.refuse_recipients = {"alice@example.com"}
+    try:
+        gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+        gh.deliver(gmail_reply("bob@example.com", 1234, "Reject - not now"))
+        first = await gh.once()
+        assert (first.answers_sent, first.answers_failed) == (1, 1)
+        assert [str(a["To"]) for a in gh.answers()] == ["bob@example.com"]
+        gh.graph.refuse_recipients = set()
+        second = await gh.once()  # the refused answer waited in the outbox
+    finally:
+        gh.graph.refuse_recipients = set()
+    assert second.answers_sent == 1
+    assert sorted(str(a["To"]) for a in gh.answers()) == ["alice@example.com",
+                                                          "bob@example.com"]
+    assert gh.graph.tree(gh.mailbox) == {"Approvals/Done": 2}
+
+
 def test_kill_9_mid_pass_loses_and_doubles_nothing(gh: GraphHarness, tmp_path: Path) -> None:
     config = gh.write_config(tmp_path / "config.toml")
     gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))

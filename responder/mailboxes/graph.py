@@ -55,7 +55,7 @@ WHOLE_BYTES = 1024 * 1024  # a message up to this size is read whole ($value)
 SIZE_PROPERTY = "Integer 0x0E08"  # PidTagMessageSize, as a Graph extended property id
 LEASE_CATEGORY = "Responder lease"  # toggled by a holder to renew a claim it keeps long
 PAGE_SIZE = 50
-FRESH_SECONDS = 1.0  # a delta round this recent is not repeated at the start of a pass
+FRESH_SECONDS = 1.0  # a pass this soon after wait_for_mail found mail does not ask again
 WELL_KNOWN = frozenset({"inbox", "archive", "deleteditems", "junkemail", "drafts",
                         "sentitems", "outbox", "msgfolderroot"})
 _EXPIRED_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
@@ -169,7 +169,7 @@ class GraphMailbox:
         self._folders: dict[str, str] = {}  # "approvals/done" -> folder id
         self._delta: str | None = None  # the link for the next delta request
         self._saved: str | None = None  # the link the ledger holds
-        self._delta_at = float("-inf")  # when the last delta round ended (monotonic)
+        self._woken_at: float | None = None  # when wait_for_mail's delta found new mail
         self._candidates: dict[str, datetime | None] = {}  # in the watched folder, unclaimed
         self._since: dict[str, float] = {}  # held id -> when last renewed (monotonic)
         self._lease_on: set[str] = set()
@@ -211,7 +211,9 @@ class GraphMailbox:
     ) -> list[Incoming]:
         mine = await self._folder_id(f"{self._processing}/{owner_folder_name(owner)}",
                                      create=True)
-        if time.monotonic() - self._delta_at > FRESH_SECONDS:  # else wait_for_mail just asked
+        fresh = self._woken_at is not None and time.monotonic() - self._woken_at < FRESH_SECONDS
+        self._woken_at = None
+        if not fresh:  # else wait_for_mail has just asked, and woke us for what it found
             await self._delta_round()
         await self._claim(mine)
         await self._take_over(owner, mine, timeout)
@@ -259,6 +261,7 @@ class GraphMailbox:
                 return True
             await self._delta_round()
             if self._candidates:
+                self._woken_at = time.monotonic()
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -383,7 +386,6 @@ class GraphMailbox:
                 link = str(page["@odata.nextLink"])
                 continue
             self._delta = str(page.get("@odata.deltaLink") or "") or None
-            self._delta_at = time.monotonic()
             return
 
     async def _save_delta(self) -> None:
