@@ -275,8 +275,8 @@ class FolderSettings(Section):
     failed: str = "Approvals/Failed"
     ignored: str = "Approvals/Ignored"
     quarantine: str = "Approvals/Quarantine"
-    # Maildir only: a message being worked on is renamed in here (the claim); IMAP marks
-    # it with a keyword in place instead (see imap.py).
+    # Maildir: a message being worked on is renamed in here (the claim); Graph: moved into
+    # the instance's own subfolder of it; IMAP marks it with a keyword in place instead.
     processing: str = "Approvals/Processing"
 
 

@@ -1,4 +1,5 @@
-"""The mailbox seam: one interface, two implementations (IMAP and a local Maildir).
+"""The mailbox seam: one interface, three implementations (IMAP, a local Maildir, and
+Exchange Online through Microsoft Graph in ``mailboxes/graph.py``).
 
 The orchestrator only ever talks to a ``Mailbox``; it does not know which one it has.
 """
@@ -14,7 +15,7 @@ from typing import Protocol
 class Incoming:
     """One message waiting in the watched folder."""
 
-    ref: str  # the mailbox's own handle: an IMAP UID, a Maildir key
+    ref: str  # the mailbox's own handle: an IMAP UID, a Maildir key, a Graph message id
     raw: bytes  # the message; only its text parts when it carries attachments
     size: int  # its full size on the server, attachments included
     partial: bool = False  # True when attachments were left out of ``raw``
