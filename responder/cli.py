@@ -338,6 +338,8 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    else:
+        print(_check_summary(report))
     return OK if ok else FAILED
 
 
@@ -362,6 +364,15 @@ def _check_ticket(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
+
+
+def _check_summary(report: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The closing line: ``all 5 parts ok`` or ``2 of 5 parts FAILED: mailbox, halo``."""
+    parts = [(name, part, v["ok"]) for name, found in report.items() for part, v in found.items()]
+    failed = [part if len(report) == 1 else f"{name}.{part}" for name, part, ok in parts if not ok]
+    if not failed:
+        return f"all {len(parts)} parts ok"
+    return f"{len(failed)} of {len(parts)} parts FAILED: {', '.join(failed)}"
 
 
 def _check_samples(args: argparse.Namespace) -> int:
@@ -496,15 +507,12 @@ def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
     instances = _instances(args)
-    for settings in instances.values():
-        if not settings.state.path.exists():
-            raise Failed(f"no ledger at {settings.state.path} (state.path): nothing has run "
-                         "with this config yet, or state.path points elsewhere")
-    writer = None
-    for name, settings in instances.items():
-        ledger = Ledger(settings.state.path)
+    ledgers = {name: Ledger.read_only(s.state.path) for name, s in instances.items()}
+    writer, count = None, 0
+    for name, ledger in ledgers.items():
         try:
             for row in ledger.rows(since=args.since):
+                count += 1
                 row = {"instance": name, **row}
                 if args.format == "json":
                     print(json.dumps(row, ensure_ascii=False))
@@ -516,6 +524,8 @@ def _audit(args: argparse.Namespace) -> int:
                 writer.writerow(row)
         finally:
             ledger.close()
+    sys.stdout.flush()
+    log.info("%d message%s exported", count, "" if count == 1 else "s")  # stderr: data stays clean
     return OK
 
 

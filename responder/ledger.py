@@ -211,8 +211,20 @@ class Held:
 
 
 class Ledger:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """Open (and create, and migrate) the ledger; ``read_only`` does none of that.
+
+        ``read_only`` is for ``audit``: an admin may read the service's ledger as another
+        user (root) and with another release than the service's, so nothing of the file
+        may change, whatever its version; a missing ledger is a LedgerError.
+        """
         self.path = path
+        self._before: set[Path] | None = None  # read_only: files beside it before we came
+        self._budget_lock = threading.Lock()  # the budget's calls come from worker threads
+        self._closed = False
+        if read_only:
+            self.db = self._connect_read_only(Path(path))
+            return
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -220,14 +232,30 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a recorded state survives power loss
         self.db.execute("PRAGMA busy_timeout=5000")
-        self._budget_lock = threading.Lock()  # the budget's calls come from worker threads
-        self._closed = False
         self._migrate()
+
+    @classmethod
+    def read_only(cls, path: Path) -> Ledger:
+        return cls(path, read_only=True)
+
+    def _connect_read_only(self, path: Path) -> sqlite3.Connection:
+        if not path.is_file():
+            raise LedgerError(f"no ledger at {path} (state.path): nothing has run with "
+                              "this config yet, or state.path points elsewhere")
+        self._before = {f for f in _sidecars(path) if f.exists()}
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                             isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     def close(self) -> None:
         with self._budget_lock:  # not while a budget call runs in a worker thread
             self._closed = True
             self.db.close()
+        if self._before is not None:
+            path = Path(self.path)
+            _give_back(path, [f for f in _sidecars(path) if f.exists() and f not in self._before])
 
     def _migrate(self) -> None:
         version = self.version()
@@ -540,7 +568,7 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
     if target.exists() and target.resolve() == source.resolve():
         raise LedgerError(f"{target} is the ledger itself: back it up to another file")
     partial = target.with_name(f".{target.name}.partial")
-    sidecars = [source.with_name(source.name + end) for end in ("-wal", "-shm")]
+    sidecars = _sidecars(source)
     existed = {f for f in sidecars if f.exists()}
     src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     try:
@@ -565,6 +593,10 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
         partial.unlink(missing_ok=True)
         _give_back(source, [f for f in sidecars if f.exists() and f not in existed])
     return version, count
+
+
+def _sidecars(ledger: Path) -> list[Path]:
+    return [ledger.with_name(ledger.name + end) for end in ("-wal", "-shm")]
 
 
 def _give_back(ledger: Path, created: list[Path]) -> None:

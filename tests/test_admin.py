@@ -451,3 +451,39 @@ def test_a_wrong_imap_password_keeps_retrying_and_turns_healthz_unhealthy(
     steps = [line.rsplit("retrying in ", 1)[1] for line in failures]
     assert steps[:2] == ["1 s", "2 s"]  # once per backoff step, the step growing
     assert "wrong-password-123" not in text + why
+
+
+def test_audit_reads_an_older_ledger_without_changing_it(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    path = tmp_path / "state" / "ledger.sqlite3"
+    path.parent.mkdir()
+    db = sqlite3.connect(path, isolation_level=None)  # as the first release left it
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, at TEXT)")
+    name, sql = MIGRATIONS[0]
+    for statement in filter(str.strip, sql.split(";")):
+        db.execute(statement)
+    db.execute("INSERT INTO migrations VALUES (?, '2026-01-01')", (name,))
+    db.execute("INSERT INTO messages (key, content_hash, state, outcome, created_at, "
+               "updated_at) VALUES ('<a@x>', 'h', 'filed', 'approved', '2026-01-01', "
+               "'2026-01-01')")
+    db.close()
+    before = path.read_bytes()
+
+    done = responder("audit", "--config", config, "--json")
+
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["key"] for line in done.stdout.splitlines()] == ["<a@x>"]
+    assert last_line(done.stderr).endswith("INFO    1 message exported")
+    assert path.read_bytes() == before  # not migrated: the service does that, as its user
+
+
+def test_check_ends_with_one_line_naming_what_failed(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)  # Halo and SMTP on ports nobody listens on
+
+    done = responder("check", "--config", config)
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert last_line(done.stdout) == "2 of 5 parts FAILED: smtp, halo"
+    assert "s3cret-value-xyz" not in done.stdout + done.stderr
