@@ -132,7 +132,7 @@ async def run_demo(as_json: bool = False) -> int:
             rows = [_row(r.as_json(), labels, answers, halo) for r in result.reports]
     finally:
         controller.stop()
-    _print(rows, as_json)
+    _print(rows, as_json, result.answers_sent)
     outcomes = {r.ref: r.outcome for r in result.reports}
     if outcomes != expected:
         print(f"unexpected outcomes: {outcomes} (expected {expected})", file=sys.stderr)
@@ -160,7 +160,9 @@ def _row(report: dict[str, Any], labels: dict[str, str], answers: dict[str, byte
     }
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+def _print(rows: list[dict[str, Any]], as_json: bool, answers_sent: int) -> None:
+    from responder.cli import once_summary
+
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -176,6 +178,7 @@ def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
         if row["halo_result"] is not None:
             print(f"    Halo now shows result={row['halo_result']} for the approver")
         print(f"    answer: {row['answer'] or 'none (never answer machines or forgeries)'}\n")
+    print(once_summary(rows, answers_sent, 0, []))
 
 
 if __name__ == "__main__":
