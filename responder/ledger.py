@@ -145,6 +145,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX halo_budget_tenant_at ON halo_budget (tenant, at);
         """,
     ),
+    (
+        # the review console (responder/console): what it shows and what admins did there
+        "0007_console",
+        """
+        ALTER TABLE messages ADD COLUMN headers TEXT;       -- the raw header block, bounded
+        ALTER TABLE messages ADD COLUMN reply_text TEXT;    -- the new text the responder read
+        ALTER TABLE messages ADD COLUMN auth_details TEXT;  -- the results the verdict weighed
+        ALTER TABLE messages ADD COLUMN vouched_by TEXT;    -- released: the admin who vouched
+        CREATE INDEX messages_created_at ON messages (created_at);
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY,
+            message_key TEXT NOT NULL,
+            at TEXT NOT NULL,
+            state TEXT,
+            outcome TEXT,
+            reason TEXT,
+            halo_status TEXT                -- what Halo answered, when it changed
+        );
+        CREATE INDEX history_message ON history (message_key, id);
+        CREATE TABLE admin_actions (
+            id INTEGER PRIMARY KEY,
+            message_key TEXT NOT NULL,
+            action TEXT NOT NULL,           -- release | retry | resend
+            who TEXT NOT NULL,
+            at TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX admin_actions_message ON admin_actions (message_key, id)
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -182,6 +212,7 @@ class Row:
     attempts: int
     entries: str | None = None
     created_at: str = ""
+    vouched_by: str | None = None  # released in the console: processed as authenticated
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:
@@ -208,6 +239,16 @@ class Held:
     message_key: str
     recipient: str
     entry: bytes
+
+
+@dataclass(frozen=True)
+class AdminAction:
+    """One thing an admin did to a message in the console."""
+
+    action: str  # release | retry | resend
+    who: str
+    at: str
+    detail: str
 
 
 class Ledger:
@@ -367,6 +408,27 @@ class Ledger:
                 f"VALUES (?, ?, {', '.join('?' * len(fields))})",
                 (key, fields["updated_at"], *fields.values()),
             )
+        self._remember(key, fields)
+
+    def _remember(self, key: str, fields: dict[str, Any]) -> None:
+        """Append to the message's history when its state, plan or Halo's answer changed."""
+        kept = ("state", "outcome", "reason", "halo_status")
+        if not any(fields.get(column) for column in kept):
+            return
+        row = self.db.execute(
+            "SELECT state, outcome, reason, halo_status FROM messages WHERE key = ?", (key,)
+        ).fetchone()
+        last = self.db.execute(
+            "SELECT state, outcome, reason, halo_status FROM history WHERE message_key = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        if last is None or tuple(last) != tuple(row):
+            self.db.execute(
+                "INSERT INTO history (message_key, at, state, outcome, reason, halo_status) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, fields["updated_at"], *row),
+            )
 
     def by_message_id(self, message_id: str) -> Row | None:
         """The row of a Message-ID, given with or without its angle brackets."""
@@ -386,15 +448,46 @@ class Ledger:
             "updated_at = ? WHERE key = ?",
             (SEEN, REPLAY, _now(), key),
         )
+        self._remember(key, {"updated_at": _now(), "state": SEEN})
 
     def rows(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-        """Every message row as a dict (for audit exports)."""
+        """Every message row as a dict (for audit exports), with the admins' actions on it.
+
+        The raw header block stays out (it is for the console); ``admin_actions`` is one
+        line per action: "<when> <who> <action>: <detail>".
+        """
         query, args = "SELECT * FROM messages ORDER BY created_at", ()
         if since:
             query = "SELECT * FROM messages WHERE created_at >= ? ORDER BY created_at"
             args = (since.isoformat(),)  # type: ignore[assignment]
         for row in self.db.execute(query, args):
-            yield dict(row)
+            found = dict(row)
+            found.pop("headers", None)
+            found["admin_actions"] = "\n".join(
+                f"{a.at} {a.who} {a.action}: {a.detail}" for a in self.actions(row["key"])
+            )
+            yield found
+
+    # -- the console's admin actions ---------------------------------------------
+
+    def record_action(self, message_key: str, action: str, who: str, detail: str) -> None:
+        self.db.execute(
+            "INSERT INTO admin_actions (message_key, action, who, at, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (message_key, action, who, _now(), detail[:1000]),
+        )
+
+    def actions(self, message_key: str) -> list[AdminAction]:
+        rows = self.db.execute(
+            "SELECT action, who, at, detail FROM admin_actions WHERE message_key = ? "
+            "ORDER BY id",
+            (message_key,),
+        )
+        return [AdminAction(r[0], r[1], r[2], r[3] or "") for r in rows]
+
+    def vouch(self, key: str, who: str | None) -> None:
+        """An admin vouches for the sender (the next pass takes it as authenticated)."""
+        self.db.execute("UPDATE messages SET vouched_by = ? WHERE key = ?", (who, key))
 
     def queue_answer(self, message_key: str, recipient: str, raw: bytes) -> bool:
         """Queue one answer per message (and replay); False when one was queued before."""

@@ -68,45 +68,9 @@ async def replay(
     progress: Callable[[str], None] | None = None,
 ) -> Replayed:
     """Put a filed message back and run one pass; see the module docstring."""
-    ledger = Ledger(settings.state.path)
-    try:
-        row = ledger.by_message_id(message_id)
-        if row is None:
-            return Replayed(
-                message_id,
-                "unknown",
-                f"no message {message_id} in the ledger {settings.state.path}",
-            )
-        if row.outcome in FINAL:
-            return Replayed(
-                row.key,
-                "decided",
-                f"already {row.outcome} in Halo ({row.reason}); nothing to do",
-                row.outcome,
-                row.reason,
-            )
-        status = "in-progress"
-        folder: str | None = None
-        if row.state == states.FILED or row.outcome == states.REPLAY:
-            ledger.mark_replay(row.key)
-            try:
-                folder = await _restore(settings, row)
-            except BaseException:
-                _unmark(ledger, row)
-                raise
-            if folder is None and row.outcome != states.REPLAY:  # else: maybe in the inbox
-                _unmark(ledger, row)
-                where = " or ".join(folders_to_search(row, settings))
-                return Replayed(
-                    row.key,
-                    "not-found",
-                    f"{row.outcome}, but not in {where} any more (moved by hand?)",
-                    row.outcome,
-                    row.reason,
-                )
-            status = "replayed"
-    finally:
-        ledger.close()
+    put, row = await put_back(settings, message_id)
+    if row is None or put.status not in ("replayed", "in-progress"):
+        return put
     log.info("replaying %s (was %s: %s)", row.key, row.outcome, row.reason)
     result = await once(settings, name, progress)
     report = next((r for r in result.reports if r.key == row.key), None)
@@ -122,15 +86,56 @@ async def replay(
             ledger.close()
         outcome, reason = (after.outcome, after.reason) if after else (None, None)
     detail = f"{outcome}: {reason}"
-    if status == "in-progress":
+    if put.status == "in-progress":
         detail = f"was not filed yet ({row.state}, {row.outcome}); after one pass: {detail}"
-    elif folder is not None:
-        detail = f"replayed from {folder}: {detail}"
-    return Replayed(row.key, status, detail, outcome, reason, folder)
+    elif put.folder is not None:
+        detail = f"replayed from {put.folder}: {detail}"
+    return Replayed(row.key, put.status, detail, outcome, reason, put.folder)
+
+
+async def put_back(
+    settings: Settings, message_id: str, vouched_by: str | None = None
+) -> tuple[Replayed, Row | None]:
+    """Move a filed message back into the watched folder, marked for the next pass.
+
+    ``status`` is "replayed" (put back), "in-progress" (not filed yet: the next pass
+    takes it anyway), or why nothing was done. ``vouched_by`` (the console's release)
+    makes the next pass take the sender as authenticated.
+    """
+    ledger = Ledger(settings.state.path)
+    try:
+        row = ledger.by_message_id(message_id)
+        if row is None:
+            detail = f"no message {message_id} in the ledger {settings.state.path}"
+            return Replayed(message_id, "unknown", detail), None
+        if row.outcome in FINAL:
+            detail = f"already {row.outcome} in Halo ({row.reason}); nothing to do"
+            return Replayed(row.key, "decided", detail, row.outcome, row.reason), row
+        if vouched_by:
+            ledger.vouch(row.key, vouched_by)
+        if not (row.state == states.FILED or row.outcome == states.REPLAY):
+            detail = f"not filed yet ({row.state}, {row.outcome}): the next pass takes it"
+            return Replayed(row.key, "in-progress", detail, row.outcome, row.reason), row
+        ledger.mark_replay(row.key)
+        try:
+            folder = await _restore(settings, row)
+        except BaseException:
+            _unmark(ledger, row)
+            raise
+        if folder is None and row.outcome != states.REPLAY:  # else: maybe in the inbox
+            _unmark(ledger, row)
+            where = " or ".join(folders_to_search(row, settings))
+            detail = f"{row.outcome}, but not in {where} any more (moved by hand?)"
+            return Replayed(row.key, "not-found", detail, row.outcome, row.reason), row
+        detail = f"put back from {folder or 'the inbox'} for the next pass"
+        return Replayed(row.key, "replayed", detail, row.outcome, row.reason, folder), row
+    finally:
+        ledger.close()
 
 
 def _unmark(ledger: Ledger, row: Row) -> None:
-    """Undo ``mark_replay`` when the message was not put back (unless it was already so)."""
+    """Undo ``mark_replay`` (and a vouch) when the message was not put back."""
+    ledger.vouch(row.key, row.vouched_by)
     if row.outcome != states.REPLAY:
         ledger.record(row.key, state=row.state, outcome=row.outcome, reason=row.reason)
 

@@ -293,6 +293,8 @@ class Responder:
         return self.clock() - at <= window
 
     def _authenticate(self, item: Item) -> Verdict:
+        if item.row is not None and item.row.vouched_by:  # released in the console
+            return vouched(item.row.vouched_by)
         facts = item.facts
         if facts.headers is None or not facts.sender_domain:
             return Verdict(False, "none", "no sender to authenticate")
@@ -605,6 +607,7 @@ class Responder:
             "subject": f.subject[:500],
             "mailbox_ref": item.incoming.ref,
             **({"auth_verdict": item.verdict.reason} if item.verdict else {}),
+            **evidence_columns(item.incoming.raw, f, item.verdict),
         }
 
     def _record(self, item: Item) -> None:
@@ -804,6 +807,27 @@ def _drop_analysis_process() -> None:
     if _process is not None:
         _process.shutdown(wait=False, cancel_futures=True)
         _process = None
+
+
+def vouched(who: str) -> Verdict:
+    """The verdict for a message an admin released in the console: they vouch for it."""
+    return Verdict(True, "admin", f"released by {who}, who vouched for the sender")
+
+
+MAX_HEADER_CHARS = 64_000  # what the console shows of a message's raw header block
+
+
+def evidence_columns(raw: bytes, facts: Facts, verdict: Verdict | None) -> dict[str, Any]:
+    """What the review console shows of a message: its header block and the text read."""
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0),
+              default=len(raw))
+    columns = {
+        "headers": raw[:end].decode("utf-8", "replace")[:MAX_HEADER_CHARS],
+        "reply_text": facts.reply_text[:MAX_HEADER_CHARS],
+    }
+    if verdict is not None:
+        columns["auth_details"] = "\n".join(verdict.details)[:MAX_HEADER_CHARS]
+    return columns
 
 
 def default_owner(settings: Settings) -> str:
