@@ -370,6 +370,34 @@ class ServiceSettings(Section):
     copy_window_minutes: float = Field(default=1440.0, ge=0)
 
 
+class WebSettings(Section):
+    """The review console (responder/console): off unless ``port`` is set.
+
+    Serve it only behind a TLS reverse proxy (see the README); the password is kept as
+    an argon2id hash, made with ``responder web-password``.
+    """
+
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no console
+    host: str = "127.0.0.1"
+    password_hash: Annotated[str | None, BeforeValidator(resolve_secret)] = None
+    session_minutes: int = Field(default=480, ge=1)
+
+    @model_validator(mode="after")
+    def _password_when_on(self) -> WebSettings:
+        problem = None
+        if self.port and not self.password_hash:
+            problem = "required when web.port is set (make one with: responder web-password)"
+        elif self.password_hash and not self.password_hash.startswith("$argon2id$"):
+            problem = "expected an argon2id hash (make one with: responder web-password)"
+        if problem:
+            error = PydanticCustomError("web_password", problem)
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(type=error, loc=("password_hash",), input=None)],
+            )
+        return self
+
+
 class Settings(Section):
     halo: HaloSettings
     imap: ImapSettings | None = None
@@ -383,6 +411,7 @@ class Settings(Section):
     security: SecuritySettings = SecuritySettings()
     matching: MatchingSettings = MatchingSettings()
     service: ServiceSettings = ServiceSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> Settings:

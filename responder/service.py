@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
@@ -30,6 +31,9 @@ from responder.senders.graph import GraphSender
 from responder.smtp import SmtpError, SmtpSender
 from responder.tickets import Ticket
 from responder.worker import PassResult, Responder
+
+if TYPE_CHECKING:
+    from responder.console.server import RunningConsole
 
 log = logging.getLogger("responder")
 
@@ -162,6 +166,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
         await asyncio.to_thread(_prepare_ledger, name, settings)
     metrics = Metrics()
     service = next(iter(instances.values())).service
+    console = await _start_console(instances, metrics)  # first: a port in use stops us here
     server = None
     if service.metrics_port:
         stale = 3 * max(service.retry_seconds, 60.0)
@@ -179,11 +184,24 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             try:
                 instances = load_instances(config_path)
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
+                if console is not None:
+                    console.reload(instances)
             except ConfigError as exc:
                 log.error("config not reloaded, keeping the old one: %s", exc)
     finally:
         if server is not None:
             server.close()
+        if console is not None:
+            await console.stop()
+
+
+async def _start_console(instances: dict[str, Settings], metrics: Metrics) -> RunningConsole | None:
+    """The review console ([web] port), when configured; see responder/console."""
+    if not next(iter(instances.values())).web.port:
+        return None
+    from responder.console.server import start_console
+
+    return await start_console(instances, metrics)
 
 
 def describe_targets(instances: dict[str, Settings]) -> str:

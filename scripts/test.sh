@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need, then runs them.
 #   - Dovecot (IMAP) and openssl from Debian's packages, when missing (the tests start Dovecot)
+#   - Chromium from Debian's packages, when missing (the review console's browser tests;
+#     Playwright drives /usr/bin/chromium and never downloads a browser of its own)
 #   - the package with its [test] extras, in .venv
 # Extra arguments go to pytest, e.g. scripts/test.sh -k imap. With CI=true it runs
 # ruff and mypy --strict first.
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 missing=()
 [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests' certificates
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # tests/test_console_browser.py
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "installing ${missing[*]} for the tests ..."

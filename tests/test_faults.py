@@ -403,7 +403,10 @@ def test_sigterm_finishes_the_message_in_hand(harness: Harness, tmp_path: Path) 
 def test_sighup_reloads_the_config(harness: Harness, tmp_path: Path) -> None:
     config = harness.write_config(tmp_path / "config.toml")
     with cli_process("run", config) as proc:
-        time.sleep(1.5)
+        # serving (signal handlers set) once it has opened its ledger: SIGHUP before that
+        # would end the process the default way, whatever the machine's load
+        wait_for(lambda: harness.settings.state.path.exists(), 20, "the service started")
+        time.sleep(1.0)
         harness.overrides = {"folders": {"done": "Approvals/Reloaded"}}
         harness.write_config(config)
         proc.send_signal(signal.SIGHUP)

@@ -1,0 +1,258 @@
+"""The review console's rules, over HTTP (httpx's ASGI transport, the real app and ledger):
+who gets in, what every response carries, what a form must bring, what the pages read.
+
+The browser story against ``responder run`` is in test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from responder.config import ConfigError, Settings, parse_settings
+from responder.console.app import Console, create_app, with_security_headers
+from responder.console.auth import Sessions, Throttle, hash_password, password_matches
+from responder.console.chart import stacked
+from responder.console.views import overview
+from responder.ledger import FILED, Ledger
+
+PASSWORD = "a long console password"
+HASH = hash_password(PASSWORD)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def settings_for(tmp_path: Path, **web: object) -> Settings:
+    return parse_settings({
+        "halo": {"base_url": "http://127.0.0.1:9", "client_id": "c", "client_secret": "s"},
+        "maildir": {"path": str(tmp_path / "Maildir")},
+        "smtp": {"host": "127.0.0.1", "port": 9, "tls": "none", "from": "approvals@x.example"},
+        "state": {"path": str(tmp_path / "ledger.sqlite3")},
+        "web": {"port": 8443, "password_hash": HASH, **web},
+    })
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_for(tmp_path)
+
+
+def http(settings: Settings, base_url: str = "http://127.0.0.1:8443") -> httpx.AsyncClient:
+    app = with_security_headers(create_app(Console({"default": settings}, settings.web)))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(settings) as c:
+        yield c
+
+
+def seed(settings: Settings, key: str, **fields: object) -> None:
+    ledger = Ledger(settings.state.path)
+    try:
+        values = {"content_hash": key, "state": FILED, "outcome": "quarantined",
+                  "sender": "bob@example.com", "ticket_id": 1234, **fields}
+        ledger.record(key, **values)
+    finally:
+        ledger.close()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the form"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, password: str = PASSWORD,
+                  name: str = "Dana") -> int:
+    form = await client.get("/signin")
+    reply = await client.post("/signin", data={"csrf": csrf_of(form.text), "name": name,
+                                         "password": password, "next": "/"})
+    return reply.status_code
+
+
+async def test_signed_out_requests_go_to_sign_in_and_change_nothing(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    seed(settings, "<q@x>")
+    for path in ("/", "/messages?outcome=failed", "/messages/%3Cq%40x%3E"):
+        reply = await client.get(path)
+        assert reply.status_code == 303
+        assert reply.headers["location"].startswith("/signin?next=")
+    reply = await client.post("/actions/release", data={"key": "<q@x>", "instance": "default"})
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/signin")
+    assert Ledger(settings.state.path).actions("<q@x>") == []
+
+
+async def test_sign_in_sets_a_strict_httponly_cookie_and_a_wrong_password_does_not(
+    client: httpx.AsyncClient,
+) -> None:
+    assert await sign_in(client, "wrong password") == 401
+    assert "responder_session" not in client.cookies
+    form = await client.get("/signin")
+    reply = await client.post("/signin", data={"csrf": csrf_of(form.text), "name": "Dana",
+                                         "password": PASSWORD, "next": "//evil.example/x"})
+    assert reply.status_code == 303 and reply.headers["location"] == "/"  # no open redirect
+    cookie = reply.headers["set-cookie"].lower()
+    assert "responder_session=" in cookie and "httponly" in cookie
+    assert "samesite=strict" in cookie and "secure" not in cookie  # plain HTTP here
+    assert (await client.get("/")).status_code == 200
+
+
+async def test_over_tls_the_cookie_is_secure(settings: Settings) -> None:
+    async with http(settings, "https://console.example") as c:
+        assert await sign_in(c) == 303
+        assert "; secure" in (await c.get("/signin")).headers["set-cookie"].lower()
+
+
+async def test_sign_in_needs_the_forms_own_token(client: httpx.AsyncClient) -> None:
+    await client.get("/signin")
+    reply = await client.post("/signin", data={"csrf": "guessed", "name": "Dana",
+                                         "password": PASSWORD})
+    assert reply.status_code == 403 and "responder_session" not in client.cookies
+
+
+async def test_failed_sign_ins_are_throttled_even_when_the_password_is_then_right(
+    client: httpx.AsyncClient,
+) -> None:
+    for _ in range(5):
+        assert await sign_in(client, "guess") == 401
+    assert await sign_in(client) == 429
+    assert "responder_session" not in client.cookies
+
+
+def test_throttle_forgets_after_its_window_and_on_success() -> None:
+    now = [0.0]
+    throttle = Throttle(per_client=2, overall=3, window=60, clock=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("a")
+    assert throttle.wait("a") == 60 and throttle.wait("b") == 0
+    throttle.failed("b")
+    assert throttle.wait("c") == 60  # the overall limit
+    now[0] = 61
+    assert throttle.wait("a") == 0
+    throttle.failed("b")
+    throttle.succeeded("b")
+    assert throttle.wait("b") == 0
+
+
+def test_sessions_end_after_their_minutes() -> None:
+    now = [0.0]
+    sessions = Sessions(minutes=1, clock=lambda: now[0])
+    token = sessions.start("Dana")
+    assert sessions.get(token) is not None and sessions.get("forged") is None
+    now[0] = 61
+    assert sessions.get(token) is None
+
+
+async def test_every_response_carries_the_csp_and_friends(client: httpx.AsyncClient) -> None:
+    await sign_in(client)
+    for path in ("/signin", "/", "/messages", "/static/console.css", "/nowhere",
+                 "/messages/%3Cnone%3E"):
+        headers = (await client.get(path)).headers
+        assert headers["content-security-policy"].startswith("default-src 'none'"), path
+        assert "script-src" not in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+async def test_an_action_without_its_csrf_token_is_refused_and_get_changes_nothing(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    seed(settings, "<q@x>")
+    await sign_in(client)
+    for csrf in (None, "wrong"):
+        data = {"key": "<q@x>", "instance": "default", **({"csrf": csrf} if csrf else {})}
+        reply = await client.post("/actions/release", data=data)
+        assert reply.status_code == 403 and "CSRF" in reply.text
+    assert (await client.get("/actions/release")).status_code == 405
+    ledger = Ledger(settings.state.path)
+    assert ledger.actions("<q@x>") == []
+    assert ledger.by_message_id("<q@x>").vouched_by is None  # type: ignore[union-attr]
+
+
+async def test_only_a_quarantined_message_can_be_released(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    seed(settings, "<done@x>", outcome="approved")
+    await sign_in(client)
+    page = await client.get("/messages/%3Cdone%40x%3E")
+    assert "/actions/release" not in page.text and "/actions/retry" not in page.text
+    reply = await client.post("/actions/release", data={"csrf": csrf_of(page.text),
+                                                  "key": "<done@x>", "instance": "default"})
+    assert reply.status_code == 303 and "done=failed" in reply.headers["location"]
+    assert Ledger(settings.state.path).by_message_id("<done@x>").outcome == "approved"  # type: ignore[union-attr]
+
+
+async def test_what_a_sender_wrote_is_shown_escaped(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    seed(settings, "<x@x>", subject="<script>alert(1)</script>",
+         reply_text="<img src=x onerror=alert(2)>", headers="X-Evil: <b>bold</b>")
+    await sign_in(client)
+    for path in ("/messages", "/messages/%3Cx%40x%3E"):
+        html = (await client.get(path)).text
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+async def test_the_list_filters_and_pages(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    for i in range(55):
+        seed(settings, f"<m{i}@x>", outcome="approved" if i % 5 else "failed",
+             ticket_id=1000 + i % 3, sender=f"user{i}@example.com")
+    await sign_in(client)
+    first = (await client.get("/messages")).text
+    assert first.count("<tr>") == 51 and 'rel="next"' in first  # 50 rows and the header
+    assert "user54@example.com" in first  # newest first
+    second = (await client.get("/messages?page=1")).text
+    assert second.count("<tr>") == 6 and 'rel="next"' not in second
+    failed = (await client.get("/messages?outcome=failed")).text
+    assert failed.count("<tr>") == 12
+    by_ticket = (await client.get("/messages?ticket=1001&outcome=approved")).text
+    assert by_ticket.count("<tr>") == 1 + sum(1 for i in range(55) if i % 3 == 1 and i % 5)
+    assert (await client.get("/messages?sender=user7%40")).text.count("<tr>") == 2
+    assert (await client.get("/messages?sender=%25")).text.count("<tr>") == 2  # "%" is literal
+
+
+def test_the_overview_counts_today_and_charts_thirty_days(settings: Settings) -> None:
+    seed(settings, "<a@x>", outcome="approved")
+    seed(settings, "<b@x>", outcome="not-approver")
+    seed(settings, "<c@x>", outcome="quarantined")
+    data = overview({"default": settings}, None)
+    assert data.today == {"approved": 1, "rejected": 0, "unmatched": 1, "quarantined": 1,
+                          "failed": 0, "ignored": 0}
+    assert len(data.days) == 30
+    chart = stacked(data.days)
+    assert [b.title.split(": ")[1] for b in chart.bars] == ["1 approved", "1 unmatched",
+                                                           "1 quarantined"]
+    assert chart.peak == 3 and chart.labels[-1][1] == f"{data.days[-1][0]:%d %b}"
+
+
+def test_a_console_port_needs_an_argon2id_password_hash(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"web.password_hash: required when web.port"):
+        settings_for(tmp_path, password_hash=None)
+    with pytest.raises(ConfigError, match=r"web.password_hash: expected an argon2id hash"):
+        settings_for(tmp_path, password_hash="plain-text")
+    assert settings_for(tmp_path).web.session_minutes == 480
+
+
+def test_web_password_prints_an_argon2id_hash_of_standard_input() -> None:
+    done = subprocess.run([sys.executable, "-m", "responder.cli", "web-password"],
+                          input=f"{PASSWORD}\n", capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.strip()
+    assert printed.startswith("$argon2id$") and PASSWORD not in printed
+    assert password_matches(printed, PASSWORD) and not password_matches(printed, "other")
+    short = subprocess.run([sys.executable, "-m", "responder.cli", "web-password"],
+                           input="short\n", capture_output=True, text=True, cwd=REPO,
+                           timeout=60)
+    assert short.returncode == 1 and short.stdout == ""
