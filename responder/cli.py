@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(parser, defaults=True)
     sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
     for add in (_add_demo, _add_check, _add_once, _add_run, _add_explain, _add_audit,
-                _add_replay, _add_backup):
+                _add_replay, _add_backup, _add_web_password):
         add(sub)
     return parser
 
@@ -299,6 +299,17 @@ def _add_backup(sub: Any) -> None:
         "  2 bad usage or config")
     p.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
     _config_options(p)
+
+
+def _add_web_password(sub: Any) -> None:
+    _command(
+        sub, "web-password", _web_password,
+        "print the argon2id hash of a review-console password, for [web] password_hash",
+        "Reads the password from the terminal (twice, not echoed) or one line on standard\n"
+        "input, and prints only its hash. Use at least 12 characters.",
+        "  responder web-password\n"
+        "  printf '%s\\n' \"$CONSOLE_PASSWORD\" | responder web-password",
+        "  0 printed; 1 the passwords differ or it is too short; 2 bad usage")
 
 
 # -- the handlers -----------------------------------------------------------------------
@@ -546,6 +557,25 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(f"{done.message_id}: {done.detail}")
     return OK if done.ok else FAILED
+
+
+def _web_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from responder.console.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Console password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the two passwords differ; nothing printed", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        print("error: use at least 12 characters; nothing printed", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
 
 
 def _backup(args: argparse.Namespace) -> int:
