@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from responder.config import Settings
-from responder.ledger import Ledger
+from responder.ledger import Ledger, OutboxItem
 from responder.mailbox import MailboxError
 from responder.replay import put_back
 from responder.service import make_mail
@@ -101,6 +101,6 @@ def _record(settings: Settings, key: str, action: str, who: str, detail: str,
     try:
         ledger.record_action(key, action, who, detail)
         if sent and answer_id is not None:
-            ledger.answer_sent(answer_id)
+            ledger.answer_sent(OutboxItem(answer_id, key, "", b"", 0))
     finally:
         ledger.close()

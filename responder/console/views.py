@@ -55,7 +55,7 @@ class InstanceStatus:
     mailbox: str
     healthy: bool
     last_pass: str  # "12 s ago", or "none yet"
-    outbox: int  # answers waiting
+    outbox: int  # answers waiting (to be sent, or held for a digest)
     dropped: int  # answers given up on
     halo_used: int  # Halo requests in the budget's window
     halo_limit: int
@@ -93,7 +93,8 @@ def overview(instances: Mapping[str, Settings], metrics: Metrics | None,
                 if group and date.fromisoformat(day) in per_day:
                     per_day[date.fromisoformat(day)][group] += count
             outbox = dict(ledger.db.execute(
-                "SELECT state, COUNT(*) FROM outbox WHERE state != 'sent' GROUP BY state"
+                "SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'held', "
+                "'dropped') GROUP BY state"
             ).fetchall())
             problems += [{"instance": name, **dict(r)} for r in ledger.db.execute(
                 "SELECT key, sender, ticket_id, outcome, reason, created_at FROM messages "
@@ -113,6 +114,7 @@ def _status(name: str, settings: Settings, metrics: Metrics | None,
     age = (datetime.now(UTC).timestamp() - last) if last else None
     stale = 3 * max(service.retry_seconds, 60.0)
     mailbox = (f"IMAP {settings.imap.username} at {settings.imap.host}" if settings.imap
+               else f"Graph {settings.graph.mailbox}" if settings.graph
                else f"Maildir {settings.maildir.path}" if settings.maildir else "?")
     used = metrics.halo_requests_within(name, halo.window_seconds) if metrics else 0
     return InstanceStatus(
@@ -120,7 +122,7 @@ def _status(name: str, settings: Settings, metrics: Metrics | None,
         mailbox=mailbox,
         healthy=bool(age is not None and age <= stale and metrics and metrics.mailbox_ok),
         last_pass=f"{age:.0f} s ago" if age is not None else "none yet",
-        outbox=int(outbox.get("pending", 0)),
+        outbox=int(outbox.get("pending", 0)) + int(outbox.get("held", 0)),
         dropped=int(outbox.get("dropped", 0)),
         halo_used=used,
         halo_limit=halo.requests_per_window,
@@ -255,7 +257,16 @@ def _headers(block: str) -> list[tuple[str, str]]:
 
 
 def _answer(row: Any) -> Answer:
-    """An answer we queued: its text part only (answers carry no attachments anyway)."""
+    """An answer we queued: its text part only (answers carry no attachments anyway).
+
+    An answer over the hourly limit is held for a digest: its row holds the digest's
+    entry (JSON), not an email, and the digest goes out as one email of its own.
+    """
+    if row["state"] in ("held", "digested"):
+        entry = bytes(row["raw"]).decode("utf-8", "replace")
+        subject = "(held for a digest)" if row["state"] == "held" else "(sent in a digest)"
+        return Answer(row["id"], row["recipient"], row["state"], row["attempts"],
+                      row["last_error"], row["created_at"], row["sent_at"], subject, entry)
     message = email.message_from_bytes(bytes(row["raw"]), policy=email.policy.default)
     part = message.get_body(preferencelist=("plain",))
     text = part.get_content() if part is not None else ""
