@@ -106,7 +106,8 @@ def test_install_script_runs_the_install_steps() -> None:
 
 # Where a distribution's import name differs from its name.
 IMPORT_NAMES = {"dkimpy": "dkim", "prometheus-client": "prometheus_client",
-                "mail-parser": "mailparser", "google-auth": "google.auth"}
+                "mail-parser": "mailparser", "google-auth": "google.auth",
+                "argon2-cffi": "argon2"}
 
 
 def test_every_declared_dependency_is_imported() -> None:
