@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,10 +37,7 @@ class Metrics:
         self.mailbox_problem = ""  # why the mailbox is not answering, for /healthz
         self.last_pass = Gauge("responder_last_pass_timestamp_seconds",
                                "When the last pass over the mailbox finished", registry=r)
-        # for the review console: each instance's last pass, and its Halo request count
-        # (cumulative, per Halo client) at the end of each recent pass
-        self.instance_passes: dict[str, float] = {}
-        self._halo_totals: dict[str, deque[tuple[float, int]]] = {}
+        self.instance_passes: dict[str, float] = {}  # for the review console
 
     def record_pass(
         self,
@@ -64,22 +60,6 @@ class Metrics:
         self.last_pass_at = time.time()
         self.last_pass.set(self.last_pass_at)
         self.instance_passes[instance] = self.last_pass_at
-        self._sample_halo(instance, sum(halo_calls.values()))
-
-    def _sample_halo(self, instance: str, total: int) -> None:
-        samples = self._halo_totals.setdefault(instance, deque(maxlen=10_000))
-        if samples and total < samples[-1][1]:  # a new Halo client: its count starts at 0
-            samples.clear()
-        samples.append((self.last_pass_at, total))
-
-    def halo_requests_within(self, instance: str, seconds: float) -> int:
-        """Halo requests an instance made in the last ``seconds`` (counted at pass ends)."""
-        samples = self._halo_totals.get(instance)
-        if not samples:
-            return 0
-        since = time.time() - seconds
-        before = [total for at, total in samples if at <= since]
-        return samples[-1][1] - (before[-1] if before else 0)
 
     def mailbox_reachable(self, up: bool, problem: str = "") -> None:
         self.mailbox_ok = up

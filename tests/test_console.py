@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from responder.console.auth import Sessions, Throttle, hash_password, password_m
 from responder.console.chart import stacked
 from responder.console.views import overview
 from responder.ledger import FILED, Ledger
+from tests.harness import Harness, gmail_reply, text_of
 
 PASSWORD = "a long console password"
 HASH = hash_password(PASSWORD)
@@ -256,3 +259,56 @@ def test_web_password_prints_an_argon2id_hash_of_standard_input() -> None:
                            input="short\n", capture_output=True, text=True, cwd=REPO,
                            timeout=60)
     assert short.returncode == 1 and short.stdout == ""
+
+
+def test_the_overview_shows_the_shared_halo_budget_in_use(settings: Settings) -> None:
+    ledger = Ledger(settings.state.path)
+    try:
+        key = f"{settings.halo.base_url}|"
+        now = time.time()
+        for at in (now - 10, now - 20, now - settings.halo.window_seconds - 1):
+            ledger.db.execute("INSERT INTO halo_budget VALUES (?, ?)", (key, at))
+    finally:
+        ledger.close()
+    [status] = overview({"default": settings}, None).instances
+    assert (status.halo_used, status.halo_limit, status.halo_percent) == (2, 300, 1)
+
+
+async def test_retry_and_resend_from_the_console_against_real_servers(harness: Harness) -> None:
+    """Retry a ticket-not-found reply once the ticket exists; resend its first answer."""
+    msgid = "<console-retry.1@example.com>"
+    harness.overrides = {"web": {"port": 8443, "password_hash": HASH}}
+    harness.deliver(gmail_reply("alice@example.com", 1400, "Approve", msgid=msgid))
+    assert [r.outcome for r in (await harness.once()).reports] == ["ticket-not-found"]
+    harness.halo.add_ticket(
+        1400, "Late ticket", [{"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}]
+    )
+    page = f"/messages/{quote(msgid, safe='')}?instance=default"
+    async with http(harness.settings) as client:
+        await sign_in(client)
+        html = (await client.get(page)).text
+        assert "/actions/release" not in html  # not quarantined
+        reply = await client.post("/actions/retry", data={
+            "csrf": csrf_of(html), "key": msgid, "instance": "default"})
+        assert reply.status_code == 303 and "done=retried" in reply.headers["location"]
+        assert harness.halo.approver(1400, 1)["result"] is None  # the service's pass does it
+
+        await harness.once()  # the running service's next pass
+
+        assert harness.halo.approver(1400, 1)["result"] == 1
+        html = (await client.get(page)).text
+        assert 'class="outcome approved"' in html
+        first = re.search(r'name="answer" value="(\d+)"', html)
+        assert first is not None and len(harness.answers()) == 2
+        reply = await client.post("/actions/resend", data={
+            "csrf": csrf_of(html), "key": msgid, "instance": "default",
+            "answer": first.group(1)})
+        assert reply.status_code == 303 and "done=resent" in reply.headers["location"]
+    answers = harness.answers()
+    assert len(answers) == 3 and answers[2]["Message-ID"] == answers[0]["Message-ID"]
+    assert "could not be found in Halo" in text_of(answers[2])
+    [row] = harness.ledger_rows()
+    assert row["admin_actions"].count("Dana (127.0.0.1)") == 2
+    assert " retry: put back from Approvals/Unmatched" in row["admin_actions"]
+    assert " resend: answer " in row["admin_actions"] and "sent again" in row["admin_actions"]
+    assert row["vouched_by"] is None  # a retry vouches for nobody

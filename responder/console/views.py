@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -92,6 +93,7 @@ def overview(instances: Mapping[str, Settings], metrics: Metrics | None,
                 group = GROUP_OF.get(outcome or "")
                 if group and date.fromisoformat(day) in per_day:
                     per_day[date.fromisoformat(day)][group] += count
+            halo_used = _halo_requests(ledger, settings)
             outbox = dict(ledger.db.execute(
                 "SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'held', "
                 "'dropped') GROUP BY state"
@@ -101,14 +103,25 @@ def overview(instances: Mapping[str, Settings], metrics: Metrics | None,
                 "WHERE outcome IN ('quarantined', 'failed', 'pending') "
                 "ORDER BY created_at DESC LIMIT 5"
             )]
-        statuses.append(_status(name, settings, metrics, outbox))
+        statuses.append(_status(name, settings, metrics, outbox, halo_used))
     problems.sort(key=lambda r: r["created_at"], reverse=True)
     days = [(day, {g: counts[g] for g in GROUPS}) for day, counts in per_day.items()]
     return Overview(statuses, days[-1][1], days, problems[:5])
 
 
+def _halo_requests(ledger: Ledger, settings: Settings) -> int:
+    """Requests in the Halo budget's window now: the budget every process shares."""
+    halo = settings.halo
+    key = f"{halo.base_url.rstrip('/')}|{halo.tenant or ''}"  # as HaloClient keys it
+    row = ledger.db.execute(
+        "SELECT COUNT(*) FROM halo_budget WHERE tenant = ? AND at > ?",
+        (key, time.time() - halo.window_seconds),
+    ).fetchone()
+    return int(row[0])
+
+
 def _status(name: str, settings: Settings, metrics: Metrics | None,
-            outbox: Mapping[str, int]) -> InstanceStatus:
+            outbox: Mapping[str, int], halo_used: int) -> InstanceStatus:
     service, halo = settings.service, settings.halo
     last = metrics.instance_passes.get(name) if metrics else None
     age = (datetime.now(UTC).timestamp() - last) if last else None
@@ -116,7 +129,6 @@ def _status(name: str, settings: Settings, metrics: Metrics | None,
     mailbox = (f"IMAP {settings.imap.username} at {settings.imap.host}" if settings.imap
                else f"Graph {settings.graph.mailbox}" if settings.graph
                else f"Maildir {settings.maildir.path}" if settings.maildir else "?")
-    used = metrics.halo_requests_within(name, halo.window_seconds) if metrics else 0
     return InstanceStatus(
         name=name,
         mailbox=mailbox,
@@ -124,7 +136,7 @@ def _status(name: str, settings: Settings, metrics: Metrics | None,
         last_pass=f"{age:.0f} s ago" if age is not None else "none yet",
         outbox=int(outbox.get("pending", 0)) + int(outbox.get("held", 0)),
         dropped=int(outbox.get("dropped", 0)),
-        halo_used=used,
+        halo_used=halo_used,
         halo_limit=halo.requests_per_window,
         halo_window_minutes=halo.window_seconds / 60,
     )
