@@ -213,6 +213,7 @@ class Row:
     entries: str | None = None
     created_at: str = ""
     vouched_by: str | None = None  # released in the console: processed as authenticated
+    content_hash: str = ""  # what the vouch is for: these bytes, not any Message-ID twin
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:

@@ -23,6 +23,7 @@ from responder.console.auth import Sessions, Throttle, hash_password, password_m
 from responder.console.chart import stacked
 from responder.console.views import overview
 from responder.ledger import FILED, Ledger
+from responder.replay import put_back
 from tests.harness import Harness, gmail_reply, text_of
 
 PASSWORD = "a long console password"
@@ -312,3 +313,26 @@ async def test_retry_and_resend_from_the_console_against_real_servers(harness: H
     assert " retry: put back from Approvals/Unmatched" in row["admin_actions"]
     assert " resend: answer " in row["admin_actions"] and "sent again" in row["admin_actions"]
     assert row["vouched_by"] is None  # a retry vouches for nobody
+
+
+async def test_a_release_vouches_for_that_message_only_not_a_twin_with_its_message_id(
+    harness: Harness,
+) -> None:
+    """A forger who learns the Message-ID cannot ride on the admin's vouch."""
+    msgid = "<released.1@example.com>"
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Approve", msgid=msgid, auth="fail"))
+    assert [r.outcome for r in (await harness.once()).reports] == ["quarantined"]
+    put, _ = await put_back(harness.settings, msgid, vouched_by="Dana (127.0.0.1)")
+    assert put.status == "replayed"
+    client = harness.dovecot.connect(harness.user)  # swap the original for a forged twin
+    client.select_folder("INBOX")
+    client.delete_messages(client.search("ALL"))
+    client.expunge()
+    client.logout()
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Approve - forged", msgid=msgid,
+                                auth="fail"))
+
+    [report] = (await harness.once()).reports
+
+    assert report.outcome == "quarantined" and harness.posts() == []
+    assert harness.halo.approver(1234, 2)["result"] is None
