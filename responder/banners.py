@@ -167,11 +167,28 @@ def _site_count(banners: Banners) -> int:
 _PROOFPOINT_END = re.compile(r"(.*?zjqcmqryfpfptbannerend)[ \t]*(\S.*)", re.IGNORECASE)
 
 
-def split_glued_markers(lines: list[str]) -> list[str]:
-    """Proofpoint's hidden end marker glued to the text after it, as HTML layout leaves it."""
+_GLUED_AFTER_END = re.compile(
+    r"(.*?(?:know the content is safe|learn why this is important|warum dies wichtig ist|"
+    r"pourquoi c['’]est important|waarom dit belangrijk is|esto es importante|"
+    r"perch[ée] [èe] importante)[.!]?(?:[ \t]*<[^<>\s]*>)?)[ \t]*(\S.*)",
+    re.IGNORECASE,
+)
+
+
+def split_glued_markers(lines: list[str], banners: Banners = DEFAULT_BANNERS) -> list[str]:
+    """A banner's end glued to the person's first words, as inline HTML layout leaves it.
+
+    Proofpoint's hidden end marker, or the last words of a known banner ("… know the
+    content is safe.", "Learn why this is important"), followed by more text on the
+    same line: the line is split there, so the banner can be skipped and the rest read.
+    """
     for i, line in enumerate(lines[: 3 * MAX_BANNER_LINES]):
-        glued = _PROOFPOINT_END.fullmatch(line[:MAX_LINE_CHARS])
-        if glued and len(line) <= MAX_LINE_CHARS:
+        if len(line) > MAX_LINE_CHARS:
+            continue
+        glued = _PROOFPOINT_END.fullmatch(line)
+        if glued is None and banners.starts_banner(line):
+            glued = _GLUED_AFTER_END.fullmatch(line)
+        if glued:
             return [*lines[:i], glued.group(1), glued.group(2), *lines[i + 1 :]]
     return lines
 

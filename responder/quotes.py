@@ -200,7 +200,7 @@ def split_reply(body: str, banners: Banners = DEFAULT_BANNERS) -> Split:
 
 def _without_banners(lines: list[str], banners: Banners) -> list[str]:
     """The lines under any banners, and a first line's bare "[EXTERNAL]" tag removed."""
-    lines = split_glued_markers(lines)
+    lines = split_glued_markers(lines, banners)
     lines = lines[skip_banners(lines, banners):]
     for i, line in enumerate(lines):
         if line.strip():

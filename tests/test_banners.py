@@ -165,3 +165,19 @@ def test_a_greeting_with_a_localized_word() -> None:
     raw = outlook_desktop(ALICE, "Hallo Service-Desk,\nGenehmigt", lang="de",
                           banner=BANNERS["safety-tip-de"])
     assert analyse(raw, None, grammar).decision == "approve"
+
+
+INLINE = Banner(
+    "CAUTION: This email originated from outside of the organization. Do not click links or"
+    " open attachments unless you recognize the sender and know the content is safe.",
+    '<span style="color:#9C6500"><b>CAUTION:</b> This email originated from outside of the'
+    " organization. Do not click links or open attachments unless you recognize the sender and"
+    " know the content is safe.</span>",
+)
+
+
+@pytest.mark.parametrize("client", CLIENTS.values(), ids=CLIENTS.keys())
+def test_a_banner_glued_to_the_first_words_is_cut_off_them(client: Client) -> None:
+    raw = client(ALICE, "Approve\nBudget checked.", banner=INLINE)  # no line break after it
+    assert analyse(raw).decision == "approve"
+    assert html_reply_text(raw).startswith("Approve")
