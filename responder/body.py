@@ -9,12 +9,13 @@ whatever cannot be read becomes a note in ``Bodies.problems``.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import email.errors
 import email.feedparser
 import email.parser
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 
@@ -70,7 +71,6 @@ def parse_message(raw: bytes) -> Message:
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=compat32)
-MAX_HEADER_BYTES = 256 * 1024  # a part's header longer than this is not a header
 
 
 def text_only(raw: bytes) -> bytes:
@@ -80,62 +80,96 @@ def text_only(raw: bytes) -> bytes:
     epilogue of a multipart) is left out, at the byte level and without decoding; the
     headers and the inline text/plain and text/html parts stay byte for byte. This is
     what the IMAP mailbox fetches, so the size limit and the reading are the same for
-    every mailbox and for ``explain``. A message too odd to scan is returned unchanged.
+    every mailbox and for ``explain``. One pass over the bytes finds every line that may
+    be a boundary, so the work is linear however deep the multiparts nest. A message too
+    odd to scan is returned unchanged.
     """
     if len(_BOUNDARY_PARAM.findall(raw)) > MAX_MULTIPARTS:
         return raw
-    drops: list[tuple[int, int]] = []
     try:
-        _scan(raw, 0, len(raw), drops, depth=0, budget=[MAX_PARTS])
-    except (ValueError, LookupError, email.errors.MessageError):
+        scan = _Scan(raw, _dash_lines(raw))
+        scan.part(0, len(raw), depth=0)
+    except (_TooOdd, ValueError, LookupError, email.errors.MessageError):
         return raw
-    if not drops:
+    if not scan.drops:
         return raw
     out: list[bytes] = []
     at = 0
-    for start, end in sorted(drops):
+    for start, end in sorted(scan.drops):
         out.append(raw[at:start])
         at = max(at, end)
     out.append(raw[at:])
     return b"".join(out)
 
 
-def _scan(raw: bytes, start: int, end: int, drops: list[tuple[int, int]], depth: int,
-          budget: list[int]) -> None:
-    """Note the byte ranges of non-text bodies in the part ``raw[start:end]``."""
-    budget[0] -= 1
-    blank = _BLANK_LINE.search(raw, start, min(end, start + MAX_HEADER_BYTES))
-    if blank is None or depth > MAX_DEPTH or budget[0] < 0:
-        return
-    head = _HEADER_PARSER.parsebytes(raw[start : blank.start()])
-    body = blank.end()
-    ctype = head.get_content_type()
-    if ctype.startswith("multipart/"):
-        _scan_multipart(raw, body, end, str(head.get_boundary() or ""), drops, depth, budget)
-    elif ctype not in ("text/plain", "text/html") or _is_attachment(head):
-        drops.append((body, end))
+class _TooOdd(Exception):
+    """More possible boundary lines than any real message has: not scanned."""
 
 
-def _scan_multipart(raw: bytes, body: int, end: int, boundary: str,
-                    drops: list[tuple[int, int]], depth: int, budget: list[int]) -> None:
-    """Each part between the boundary lines; the preamble and epilogue are left out."""
-    if not boundary:
-        return  # read as the text it is (see _boundary_missing)
-    delimiter = re.compile(
-        rb"(?:^|(?<=\n))--" + re.escape(boundary.encode("ascii", "surrogateescape"))
-        + rb"(--)?[ \t]*(?:\r?\n|$)", re.MULTILINE
-    )
-    marks = list(delimiter.finditer(raw, body, end))
-    if not marks:
-        return  # a boundary that never occurs: the body is text
-    drops.append((body, marks[0].start()))
-    for mark, following in zip(marks, [*marks[1:], None], strict=True):
-        if mark.group(1):  # the close delimiter: the rest is epilogue
-            drops.append((mark.end(), end))
+_DASH_LINE = re.compile(rb"^--([^\r\n]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+MAX_DASH_LINES = 20_000
+MAX_PART_HEADER_BYTES = 64 * 1024
+
+
+def _dash_lines(raw: bytes) -> dict[bytes, list[tuple[int, int]]]:
+    """Every line that starts with "--": its text -> (line start, next line start)."""
+    found: dict[bytes, list[tuple[int, int]]] = {}
+    for count, match in enumerate(_DASH_LINE.finditer(raw)):
+        if count >= MAX_DASH_LINES:
+            raise _TooOdd
+        after = match.end() + (raw[match.end() : match.end() + 1] == b"\n")
+        found.setdefault(match.group(1), []).append((match.start(), after))
+    return found
+
+
+@dataclass
+class _Scan:
+    """The byte ranges of non-text bodies, found part by part."""
+
+    raw: bytes
+    lines: dict[bytes, list[tuple[int, int]]]
+    drops: list[tuple[int, int]] = field(default_factory=list)
+    budget: int = MAX_PARTS
+
+    def part(self, start: int, end: int, depth: int) -> None:
+        self.budget -= 1
+        limit = min(end, start + MAX_PART_HEADER_BYTES)
+        blank = _BLANK_LINE.search(self.raw, start, limit)
+        if blank is None or depth > MAX_DEPTH or self.budget < 0:
             return
-        part_end = following.start() if following is not None else end
-        _scan(raw, mark.end(), _before_newline(raw, mark.end(), part_end), drops, depth + 1,
-              budget)
+        head = _HEADER_PARSER.parsebytes(self.raw[start : blank.start()])
+        body = blank.end()
+        ctype = head.get_content_type()
+        if ctype.startswith("multipart/"):
+            boundary = str(head.get_boundary() or "").encode("ascii", "surrogateescape")
+            self.multipart(body, end, boundary, depth)
+        elif ctype not in ("text/plain", "text/html") or _is_attachment(head):
+            self.drops.append((body, end))
+
+    def multipart(self, body: int, end: int, boundary: bytes, depth: int) -> None:
+        """Each part between the boundary lines; the preamble and epilogue are left out."""
+        marks = self.marks(boundary, body, end) if boundary else []
+        if not marks:
+            return  # no boundary, or one that never occurs: the body is text
+        self.drops.append((body, marks[0][0]))
+        for (_, after, close), following in zip(marks, [*marks[1:], None], strict=True):
+            if close:  # the close delimiter: the rest is epilogue
+                self.drops.append((after, end))
+                return
+            part_end = following[0] if following is not None else end
+            self.part(after, _before_newline(self.raw, after, part_end), depth + 1)
+
+    def marks(self, boundary: bytes, body: int, end: int) -> list[tuple[int, int, bool]]:
+        """The delimiter lines of ``boundary`` within [body, end): (start, after, close)."""
+        found: list[tuple[int, int, bool]] = []
+        for token, close in ((boundary, False), (boundary + b"--", True)):
+            lines = self.lines.get(token, [])
+            for index in range(bisect.bisect_left(lines, (body, -1)), len(lines)):
+                start, after = lines[index]
+                if start >= end:
+                    break
+                found.append((start, after, close))
+        return sorted(found)
 
 
 def _before_newline(raw: bytes, start: int, end: int) -> int:

@@ -12,17 +12,21 @@ import json
 import os
 import subprocess
 import sys
+import time
+from email.message import Message
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, reject, settings
 
-from responder.body import text_only
+from responder.body import HostileMessage, parse_message, read_bodies, text_only
 from responder.config import ParsingSettings, parse_settings
 from responder.maildir import deliver
 from responder.message import analyse
 from responder.service import responder
 from tests.clients import outlook_desktop
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, reply, signature_header
+from tests.test_hostile import mime_tree
 
 REPO = Path(__file__).resolve().parent.parent
 ALICE = "Alice Approver <alice@example.com>"
@@ -160,3 +164,31 @@ async def test_imap_and_maildir_both_decide_a_reply_with_a_large_attachment(
         result = await worker.run_once()
     assert [r.outcome for r in result.reports] == ["rejected"]
     assert harness.halo.approver(1234, 2)["result"] == 2
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mime_tree())
+def test_leaving_attachments_out_never_changes_the_text_read(tree: Message) -> None:
+    tree["From"] = ALICE
+    raw = tree.as_bytes()
+    try:
+        whole = read_bodies(parse_message(raw))
+    except HostileMessage:
+        reject()  # more multiparts than real mail has: refused, never read
+
+    text = read_bodies(parse_message(text_only(raw)))
+    assert (text.plain, text.html) == (whole.plain, whole.html)
+
+
+def test_deep_nesting_around_a_large_attachment_is_linear() -> None:
+    depth = 15
+    nest = b"".join(b'Content-Type: multipart/mixed; boundary="n%d"\r\n\r\n--n%d\r\n' % (i, i)
+                    for i in range(depth))
+    data = base64.encodebytes(os.urandom(3_000_000)).replace(b"\n", b"\r\n")
+    raw = (headers("text/plain").encode().split(b"Content-Type")[0] + nest
+           + b"Content-Type: application/pdf\r\n\r\n" + data
+           + b"".join(b"\r\n--n%d--\r\n" % i for i in reversed(range(depth))))
+    started = time.process_time()
+    assert len(text_only(raw)) < 5_000  # one pass over the lines that may be boundaries
+    assert time.process_time() - started < 1
