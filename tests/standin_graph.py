@@ -27,8 +27,11 @@ scoped to (RBAC for Applications); anything else is 403 ErrorAccessDenied. At mo
 Retry-After), as Outlook does. ``throttle_next`` answers 429 with a Retry-After.
 
 Switches for what is unconfirmed: ``drop_headers`` (Graph gives empty
-internetMessageHeaders for some items, microsoft-graph-docs#4436), ``expire_delta_links``
-(delta tokens expire after an unknown time).
+internetMessageHeaders for some items, microsoft-graph-docs#4436), ``regenerate_mime``
+(whether ``$value`` is the byte-exact original or MIME Exchange writes anew from its
+store), ``hide_organization_headers`` (whether X-MS-Exchange-Organization-* headers such
+as AuthAs reach ``$value`` and internetMessageHeaders), ``expire_delta_links`` (delta
+tokens expire after an unknown time).
 """
 
 from __future__ import annotations
@@ -136,6 +139,8 @@ class StandinGraph:
         self.token_lifetime = token_lifetime
         self.latency = 0.0  # seconds added to each Graph request
         self.drop_headers = False  # internetMessageHeaders empty, as for some real items
+        self.regenerate_mime = False  # $value re-serialised, not the bytes that arrived
+        self.hide_organization_headers = False  # X-MS-Exchange-Organization-* left out
         self.refuse_recipients: set[str] = set()  # sendMail to these: 400 ErrorInvalidRecipients
         self.requests: list[Recorded] = []
         self.peak_in_flight = 0
@@ -649,13 +654,30 @@ class _Api:
                 data[name] = {"emailAddress": {"address": sender[1], "name": sender[0]}}
             elif name == "internetMessageHeaders":
                 data[name] = [] if self.graph.drop_headers else [
-                    {"name": k, "value": str(v)} for k, v in parsed.items()]
+                    {"name": k, "value": str(v)} for k, v in parsed.items()
+                    if not self.hidden(k)]
             elif name == "body":
                 data[name] = _body(parsed)
         if SIZE_PROPERTY.lower() in expand.lower():
             data["singleValueExtendedProperties"] = [
                 {"id": SIZE_PROPERTY, "value": str(len(message.raw))}]
         return data
+
+    def hidden(self, name: str) -> bool:
+        return self.graph.hide_organization_headers and name.lower().startswith(
+            "x-ms-exchange-organization-")
+
+    def mime(self, raw: bytes) -> bytes:
+        """The message as ``$value`` gives it, under the switches."""
+        if not (self.graph.regenerate_mime or self.graph.hide_organization_headers):
+            return raw
+        parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+        for name in {k for k in parsed if self.hidden(k)}:
+            del parsed[name]
+        if not self.graph.regenerate_mime:
+            return parsed.as_bytes()
+        anew = email.message_from_bytes(parsed.as_bytes(), policy=email.policy.default)
+        return anew.as_bytes(policy=email.policy.SMTP.clone(max_line_length=72))
 
     def listing(self, folder: Folder, query: dict[str, str]) -> None:
         messages = self.box.in_folder(folder.id)
@@ -737,7 +759,7 @@ class _Api:
                 body: bytes) -> None:
         if rest == ["$value"] and method == "GET":
             self.need("Mail.Read")
-            raise _Reply(200, raw=self.stored(ref).raw)
+            raise _Reply(200, raw=self.mime(self.stored(ref).raw))
         if rest == ["move"] and method == "POST":
             self.need("Mail.ReadWrite")
             self.move(ref, str(json.loads(body or b"{}").get("destinationId") or ""))

@@ -23,6 +23,8 @@ from responder.graph_api import GraphClient
 from responder.mailboxes.graph import GraphMailbox
 from responder.service import check, responder
 from responder.standin import StandinHalo
+from tests import shapes
+from tests.dkim_keys import new_dkim_key
 from tests.graph_harness import TENANT, GraphHarness
 from tests.harness import gmail_reply, outlook_reply, reply, text_of
 from tests.standin_graph import StandinGraph
@@ -214,6 +216,50 @@ async def test_a_large_message_is_read_as_headers_and_text_never_its_attachment(
               if "internetMessageHeaders" in r.query.get("$select", "")]
     assert "body" in read.query["$select"]
     assert gh.folder("Approvals/Done") == [raw]  # filed whole: the server kept it
+
+
+def _large(raw: bytes) -> bytes:
+    """``raw`` made larger than what is read whole, by text after the quoted original."""
+    return raw + b"\r\n" + b"-- \r\n" + (b"x" * 70 + b"\r\n") * 16_000
+
+
+@pytest.mark.parametrize("regenerated", [False, True], ids=["original-mime", "regenerated"])
+@pytest.mark.parametrize("large", [False, True], ids=["value", "headers-and-body"])
+async def test_exchange_onlines_stamps_are_read_through_graph(
+    gh: GraphHarness, regenerated: bool, large: bool
+) -> None:
+    """Exchange Online's own Authentication-Results, whichever way Graph gives the message."""
+    gh.graph.regenerate_mime = regenerated
+    gh.overrides = {"security": {"trusted_authserv_id": ["exchange-online"]}}
+    message = shapes.approval_reply()
+    signed = shapes.signed(_large(message) if large else message, "example.com",
+                           new_dkim_key()[0])  # what it signs is read, not its verdict
+    gh.deliver(shapes.exo_external(signed, shapes.EXO_PASS))
+    try:
+        result = await gh.once()
+    finally:
+        gh.graph.regenerate_mime = False
+    assert [r.outcome for r in result.reports] == ["approved"]
+    assert bool(gh.requests("GET", "/$value")) is not large
+    [row] = gh.ledger_rows()
+    assert row["auth_verdict"] == "dmarc=pass for example.com (exchange-online)"
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["authas-shown", "authas-hidden"])
+async def test_an_internal_reply_through_graph(gh: GraphHarness, hidden: bool) -> None:
+    """Whether Graph shows X-MS-Exchange-Organization-AuthAs is unconfirmed: shown, an
+    internal reply is approved under exchange_internal; hidden, it is quarantined."""
+    gh.graph.hide_organization_headers = hidden
+    gh.overrides = {"security": {"trusted_authserv_id": ["exchange-online"],
+                                 "exchange_internal": True,
+                                 "internal_domains": ["example.com"]}}
+    gh.deliver(shapes.exo_internal(shapes.approval_reply()))
+    try:
+        result = await gh.once()
+    finally:
+        gh.graph.hide_organization_headers = False
+    assert [r.outcome for r in result.reports] == ["quarantined" if hidden else "approved"]
+    assert (gh.halo.approver(1234, 1)["result"] == 1) is not hidden
 
 
 async def test_headers_left_out_by_graph_leave_the_message_untrusted(
