@@ -210,6 +210,8 @@ def describe_targets(instances: dict[str, Settings]) -> str:
     for name, s in instances.items():
         if s.imap is not None:
             mailbox = f"imap {s.imap.username}@{s.imap.host}:{s.imap.port} {s.imap.folder}"
+        elif s.graph is not None:
+            mailbox = f"graph {s.graph.mailbox} {s.graph.folder}"
         else:
             assert s.maildir is not None
             mailbox = f"maildir {s.maildir.path}"

@@ -496,6 +496,29 @@ def test_check_and_once_as_a_user_runs_them(gh: GraphHarness, tmp_path: Path) ->
     assert len(gh.answers()) == 1
 
 
+def test_run_as_a_service_decides_as_mail_arrives_and_stops_on_sigterm(
+    gh: GraphHarness, tmp_path: Path
+) -> None:
+    config = gh.write_config(tmp_path / "config.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "run", "--config",
+                             str(config)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: bool(gh.requests("GET", "/messages/delta")), 30, "polling")
+        gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+        wait_for(lambda: len(gh.answers()) == 1, 30, "decided and answered")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    assert f"(graph {gh.mailbox} Inbox -> Halo" in out.decode()
+    assert gh.halo.approver(1234, 1)["result"] == 1
+    assert gh.graph.tree(gh.mailbox) == {"Approvals/Done": 1}
+
+
 async def test_a_certificate_signs_in(gh: GraphHarness, tmp_path: Path) -> None:
     import datetime as dt
 
