@@ -461,11 +461,15 @@ class Ledger:
         if since:
             query = "SELECT * FROM messages WHERE created_at >= ? ORDER BY created_at"
             args = (since.isoformat(),)  # type: ignore[assignment]
+        console = self.db.execute(  # an older ledger, read as it is, has no such table
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'admin_actions'"
+        ).fetchone() is not None
         for row in self.db.execute(query, args):
             found = dict(row)
             found.pop("headers", None)
+            actions = self.actions(row["key"]) if console else []
             found["admin_actions"] = "\n".join(
-                f"{a.at} {a.who} {a.action}: {a.detail}" for a in self.actions(row["key"])
+                f"{a.at} {a.who} {a.action}: {a.detail}" for a in actions
             )
             yield found
 
