@@ -292,6 +292,36 @@ async def test_throttling_is_obeyed(gh: GraphHarness) -> None:
     assert time.monotonic() - started >= 1.9
 
 
+async def test_the_request_budget_waits_instead_of_causing_throttling(
+    gh: GraphHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over our own budget, the client waits for a slot rather than send (shown with a
+    budget of 3 per 60 s on a fake clock)."""
+    import responder.graph_api as graph_api
+
+    monkeypatch.setattr(graph_api, "BUDGET_REQUESTS", 3)
+    monkeypatch.setattr(graph_api, "BUDGET_WINDOW", 60.0)
+    now = [1000.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    settings = gh.settings.graph
+    assert settings is not None
+    client = GraphClient(settings, sleep=sleep, clock=lambda: now[0])
+    await client.open()
+    try:
+        for _ in range(5):
+            await client.json("folder", "GET", "/mailFolders/inbox")
+    finally:
+        await client.close()
+    assert waits == [60.0]  # the fourth waited for the first three to leave the window
+    assert len(gh.requests("GET", "/mailFolders/inbox")) == 5
+    assert not [r for r in gh.requests() if r.status == 429]
+
+
 async def test_at_most_four_requests_at_once(gh: GraphHarness) -> None:
     gh.graph.latency = 0.05
     gh.graph.peak_in_flight = 0
@@ -450,6 +480,31 @@ async def test_replay_puts_a_filed_message_back(gh: GraphHarness) -> None:
     finally:
         await box.close()
     assert gh.folder("Inbox") == [raw]
+
+
+def test_replay_through_the_cli_decides_a_message_filed_too_early(
+    gh: GraphHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from responder.cli import main
+
+    config = gh.write_config(tmp_path / "config.toml")
+    msgid = "<late.1400@example.com>"
+    gh.deliver(gmail_reply("alice@example.com", 1400, "Approve", msgid=msgid))
+    assert main(["once", "--config", str(config), "--json"]) == 0
+    [first] = json.loads(capsys.readouterr().out)["messages"]
+    assert first["outcome"] == "ticket-not-found"
+    gh.halo.add_ticket(1400, "Late", [{"emailaddress": "alice@example.com", "seq": 1,
+                                       "actionnumber": 2}])
+
+    code = main(["replay", msgid, "--config", str(config), "--json"])
+
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and (out["status"], out["outcome"]) == ("replayed", "approved")
+    assert gh.halo.approver(1400, 1)["result"] == 1
+    assert gh.graph.tree(gh.mailbox) == {"Approvals/Done": 1}
+    assert len(gh.answers()) == 2  # "ticket not found", then "approved"
 
 
 # -- check ----------------------------------------------------------------------------------
