@@ -289,6 +289,15 @@ class StandinGraph:
         assert parent is not None
         return parent
 
+    def delete_folder(self, address: str, path: str) -> None:
+        """A user deleting a folder (and what is in it) in Outlook."""
+        with self._lock:
+            box = self.mailboxes[address.lower()]
+            gone = self.folder_id(address, path)
+            for message in [m for m in box.messages.values() if m.folder == gone]:
+                del box.messages[message.id]
+            del box.folders[gone]
+
     def folder_messages(self, address: str, path: str) -> list[bytes]:
         with self._lock:
             try:

@@ -123,6 +123,17 @@ async def test_a_reply_is_decided_answered_through_sendmail_and_filed(gh: GraphH
     assert len(gh.requests("GET", "/$value")) == 1
 
 
+async def test_a_folder_deleted_by_hand_is_made_again(gh: GraphHarness) -> None:
+    async with responder(gh.settings) as worker:
+        gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+        await worker.run_once()
+        gh.graph.delete_folder(gh.mailbox, "Approvals/Done")
+        gh.deliver(gmail_reply("bob@example.com", 1234, "Approve"))
+        second = await worker.run_once()
+    assert [r.outcome for r in second.reports] == ["approved"]
+    assert gh.graph.tree(gh.mailbox) == {"Approvals/Done": 1}
+
+
 async def test_smtp_keeps_working_beside_graph(gh: GraphHarness) -> None:
     from tests.servers import SmtpSink
 

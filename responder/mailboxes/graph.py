@@ -183,12 +183,17 @@ class GraphMailbox:
     async def open(self) -> None:
         await self._client.open()
         self._opened = True
-        if self._state_path is not None and self._ledger is None:
-            self._ledger = await asyncio.to_thread(Ledger, self._state_path)
-            self._delta = await asyncio.to_thread(self._ledger.mailbox_state, self._state_key)
-            self._saved = self._delta
-        folder = await self._watched_folder()  # signs in, and reads: fails fast if it cannot
-        await self._json("open", "GET", f"/mailFolders/{_id(folder)}?$select=id")
+        try:
+            if self._state_path is not None and self._ledger is None:
+                self._ledger = await asyncio.to_thread(Ledger, self._state_path)
+                self._delta = await asyncio.to_thread(self._ledger.mailbox_state,
+                                                      self._state_key)
+                self._saved = self._delta
+            folder = await self._watched_folder()  # signs in and reads: fails fast if not
+            await self._json("open", "GET", f"/mailFolders/{_id(folder)}?$select=id")
+        except BaseException:
+            await self.close()  # the caller closes only what opened
+            raise
         log.info("graph mailbox %s opened, folder %s", self._settings.mailbox,
                  self._settings.folder)
 
@@ -216,7 +221,7 @@ class GraphMailbox:
         if not fresh:  # else wait_for_mail has just asked, and woke us for what it found
             await self._delta_round()
         await self._claim(mine)
-        await self._take_over(owner, mine, timeout)
+        await self._take_over(mine, timeout)
         held = await self._list(mine, None)
         await self._renew(held, timeout)
         if limit is not None:
@@ -224,12 +229,18 @@ class GraphMailbox:
         return await self._read_all(held)
 
     async def move(self, ref: str, folder: str) -> None:
-        target = await self._folder_id(folder, create=True)
-        try:
-            await self._client.request("file", "POST", f"/messages/{_id(ref)}/move",
-                                       json={"destinationId": target})
-        except GraphError as exc:
-            raise MailboxError(f"graph: cannot move a message to {folder}: {exc}") from None
+        for attempt in range(2):
+            target = await self._folder_id(folder, create=True)
+            try:
+                await self._client.request("file", "POST", f"/messages/{_id(ref)}/move",
+                                           json={"destinationId": target})
+                break
+            except GraphError as exc:
+                if exc.status != 404 or attempt:
+                    raise MailboxError(f"graph: cannot move a message to {folder}: "
+                                       f"{exc}") from None
+                # The folder may have been deleted by hand since we looked it up.
+                self._folders = {k: v for k, v in self._folders.items() if v != target}
         self._since.pop(ref, None)
         self._lease_on.discard(ref)
         log.info("graph moved a message to %s", folder)
@@ -446,7 +457,7 @@ class GraphMailbox:
             self._lease_on.symmetric_difference_update({ref})
             self._since[ref] = now
 
-    async def _take_over(self, owner: str, mine: str, timeout: float) -> None:
+    async def _take_over(self, mine: str, timeout: float) -> None:
         """Every quarter timeout: claims in others' folders unchanged that long become ours."""
         now = time.monotonic()
         if now < self._next_takeover:
