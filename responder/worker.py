@@ -42,7 +42,7 @@ from responder.config import Settings
 from responder.digest import Entry, compose_digest, entry_for
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
 from responder.ledger import Ledger, Row
-from responder.mailbox import Incoming, Mailbox, MailboxError
+from responder.mailbox import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.message import Facts, analyse
 from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
@@ -167,10 +167,13 @@ class Responder:
                 backoff = 1.0
                 if not result.more:  # a backlog goes on at once; else wait for mail
                     await self._wait(stop, retry_seconds)
-            except MailboxError as exc:
-                log.warning("mailbox unavailable: %s; retrying in %.0f s", exc, backoff)
+            except MailboxError as exc:  # a refused sign-in (password changed) says so
+                what = ("authentication failed" if isinstance(exc, MailboxAuthError)
+                        else "unavailable")
+                log.warning("mailbox %s: %s; retrying in %.0f s", what, exc, backoff)
                 if self.metrics:
-                    self.metrics.mailbox_reachable(False, str(exc))
+                    auth = isinstance(exc, MailboxAuthError)
+                    self.metrics.mailbox_reachable(False, f"{what}: {exc}" if auth else str(exc))
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 with contextlib.suppress(MailboxError):

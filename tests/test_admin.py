@@ -487,3 +487,31 @@ def test_check_ends_with_one_line_naming_what_failed(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert last_line(done.stdout) == "2 of 5 parts FAILED: smtp, halo"
     assert "s3cret-value-xyz" not in done.stdout + done.stderr
+
+
+def test_a_password_changed_while_running_is_reported_the_same_way(
+    harness: Harness, tmp_path: Path
+) -> None:
+    port = closed_port()
+    harness.overrides = {"service": {"metrics_port": port}}
+    config = harness.write_config(tmp_path / "config.toml")
+    service = Service(config, tmp_path / "run.log")
+    try:
+        service.wait_for("signed in as")
+        passwd = harness.dovecot.root / "users" / harness.user  # rotated on the server
+        passwd.with_suffix(".new").write_text(f"{harness.user}:{{PLAIN}}rotated-456::::::\n")
+        passwd.with_suffix(".new").replace(passwd)
+        time.sleep(1.5)  # Dovecot re-reads a changed passwd-file at most once a second
+        subprocess.run(["doveadm", "-c", str(harness.dovecot.config_path), "kick",
+                        harness.user], check=True, capture_output=True)
+        service.wait_for("retrying in 2 s")
+        status, why = health(port)
+    finally:
+        code = service.terminate()
+    text = service.log.read_text()
+
+    assert code == 0 and "Traceback" not in text
+    assert status == 503 and why.startswith("mailbox unreachable: authentication failed: ")
+    refused = [line for line in text.splitlines() if "authentication failed" in line]
+    assert [line.rsplit("retrying in ", 1)[1] for line in refused][:2] == ["1 s", "2 s"]
+    assert all("login refused for " + harness.user in line for line in refused)
