@@ -116,8 +116,9 @@ class RequestBudget:
     """At most ``limit`` requests in any ``window`` seconds; ``acquire`` waits for a slot.
 
     Waiters queue on a lock, so slots go out first come, first served, except that an
-    ``urgent`` request (a decision) goes before the reads waiting: a read is only worth
-    its slot once its decision is posted. With a ``store`` (the ledger), the slots are
+    ``urgent`` request (a decision) goes before the reads waiting, and the last
+    ``reserve`` slots of a window are for urgent requests only: a read is only worth its
+    slot once its decision is posted. With a ``store`` (the ledger), the slots are
     counted there, shared by every process on that ledger (``once``, ``run``, ``check``,
     ``replay``, ``explain --online``), by wall-clock time.
     """
@@ -131,9 +132,11 @@ class RequestBudget:
         clock: Clock,
         store: BudgetStore | None = None,
         key: str = "",
+        reserve: int = 0,
     ) -> None:
         self.limit = limit
         self.window = window
+        self.reserve = min(max(reserve, 0), limit - 1)  # slots only urgent requests take
         self._sleep = sleep
         self._clock = time.time if store is not None else clock
         self._store = store
@@ -141,6 +144,8 @@ class RequestBudget:
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._urgent = 0
+        self._waiting = 0  # requests waiting for a slot right now
+        self._waited = -float("inf")  # clock time a request last had to wait
 
     async def acquire(self, urgent: bool = False) -> float:
         """Wait for a slot; returns its time stamp, to hand to ``settle`` when the call ends."""
@@ -157,7 +162,7 @@ class RequestBudget:
         logged = False
         while True:
             now = self._clock()
-            wait = await self._try(now)
+            wait = await self._try(now, self.limit if urgent else self.limit - self.reserve)
             if wait <= 0 and (urgent or not self._urgent):
                 return now
             if wait <= 0:  # taken for nothing: an urgent request goes first
@@ -167,19 +172,32 @@ class RequestBudget:
                 log.info("Halo request budget spent (%d per %g s): waiting %.1f s",
                          self.limit, self.window, wait)
                 logged = True
-            await self._sleep(wait)
+            self._waiting += 1
+            try:
+                await self._sleep(wait)
+            finally:
+                self._waiting -= 1
+                self._waited = self._clock()
 
-    async def _try(self, now: float) -> float:
-        """Take a slot at ``now`` if one is free (0), else the seconds until one frees."""
+    async def _try(self, now: float, cap: int) -> float:
+        """Take a slot at ``now`` if fewer than ``cap`` are taken (0), else the seconds
+        until that is so."""
         if self._store is not None:
             return await asyncio.to_thread(
-                self._store.budget_take, self._key, self.limit, self.window, now)
+                self._store.budget_take, self._key, cap, self.window, now)
         while self._sent and self._sent[0] <= now - self.window:
             self._sent.popleft()
-        if len(self._sent) < self.limit:
+        if len(self._sent) < cap:
             self._sent.append(now)
             return 0.0
-        return max(self._sent[0] + self.window - now, 0.001)
+        return max(self._sent[len(self._sent) - cap] + self.window - now, 0.001)
+
+    @property
+    def pressed(self) -> bool:
+        """Whether requests wait for slots (now, or a moment ago): a request now costs
+        another one its slot."""
+        recent = max(1.0, 2 * self.window / self.limit)
+        return self._waiting > 0 or self._clock() - self._waited < recent
 
     def _release(self, stamp: float) -> None:
         if self._store is not None:
@@ -232,6 +250,7 @@ class HaloClient:
         self._budget = RequestBudget(
             settings.requests_per_window, settings.window_seconds, sleep=sleep, clock=clock,
             store=budget_store, key=f"{settings.base_url.rstrip('/')}|{settings.tenant or ''}",
+            reserve=decision_reserve(settings),
         )
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -261,6 +280,11 @@ class HaloClient:
         await self._http.aclose()
 
     # -- the operations --------------------------------------------------------------
+
+    @property
+    def budget_pressed(self) -> bool:
+        """Whether requests are waiting for the request budget (a backlog is draining)."""
+        return self._budget.pressed
 
     async def get_ticket(self, ticket_id: int) -> Ticket | None:
         """The ticket with its approvers, or None when Halo has no such ticket (404)."""
@@ -464,6 +488,14 @@ class HaloClient:
 
 
 # -- helpers (pure) ----------------------------------------------------------------------
+
+
+def decision_reserve(settings: HaloSettings) -> int:
+    """Slots of each window that reads leave to decisions (one POST per ``batch_size``
+    reads, and one more), so that a backlog's first decision goes within seconds instead
+    of waiting a whole window behind the reads. None under a budget of a few requests."""
+    limit = settings.requests_per_window
+    return limit // settings.batch_size + 1 if limit >= 10 else 0
 
 
 def _path(response: httpx.Response) -> str:

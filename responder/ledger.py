@@ -349,14 +349,18 @@ class Ledger:
         try:
             self.db.execute("DELETE FROM halo_budget WHERE tenant = ? AND at <= ?",
                             (key, now - window))
-            count, oldest = self.db.execute(
-                "SELECT COUNT(*), MIN(at) FROM halo_budget WHERE tenant = ?", (key,)
+            (count,) = self.db.execute(
+                "SELECT COUNT(*) FROM halo_budget WHERE tenant = ?", (key,)
             ).fetchone()
             if count < limit:
                 self.db.execute("INSERT INTO halo_budget VALUES (?, ?)", (key, now))
                 wait = 0.0
-            else:
-                wait = max(float(oldest) + window - now, 0.001)
+            else:  # until enough of the oldest have left the window
+                (frees,) = self.db.execute(
+                    "SELECT at FROM halo_budget WHERE tenant = ? ORDER BY at LIMIT 1 OFFSET ?",
+                    (key, count - limit),
+                ).fetchone()
+                wait = max(float(frees) + window - now, 0.001)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -154,6 +154,7 @@ class Responder:
         self._reads: dict[int, _Read] = {}
         self._gate = asyncio.Semaphore(concurrency)
         self._fresh_gate = asyncio.Semaphore(concurrency)  # reads that confirm a decision
+        self._posted = -float("inf")  # loop time the last batch of decisions was posted
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"responder-{name}")
 
     # -- the loop ---------------------------------------------------------------
@@ -317,10 +318,10 @@ class Responder:
     async def _decide(self, items: list[Item]) -> bool:
         """Read each ticket once, oldest message first, and post decisions as they come.
 
-        Decisions go to Halo in batches of ``halo.batch_size`` as soon as their tickets are
-        read (or ``halo.batch_seconds`` after the first of a batch was ready), not after
-        the whole backlog is read. At ``halo.pass_deadline_seconds`` the pass stops
-        waiting: what is ready is still posted, and reads under way go on in the
+        Decisions go to Halo in batches (``_Batch``) as soon as their tickets are read, not
+        after the whole backlog is read. At ``halo.pass_deadline_seconds`` the pass stops
+        waiting: what is ready is posted (or, while the request budget is busy, kept with
+        its read for the next pass, to fill a batch), and reads under way go on in the
         background for the next pass. True when work was left for the next pass.
         """
         halo = self.settings.halo
@@ -333,41 +334,27 @@ class Responder:
                                  if any(it.reconcile for it in group))
         reads = {self._read_ticket(ticket_id): ticket_id for ticket_id in waiting}
         claimed: set[tuple[int, int]] = set()
-        batch: list[Item] = []
-        posts: list[asyncio.Future[None]] = []
-        batch_due = float("inf")
-
-        def flush() -> None:
-            nonlocal batch_due
-            if batch:
-                posts.append(asyncio.ensure_future(self._submit(list(batch))))
-                batch.clear()
-            batch_due = float("inf")
-
-        while reads:
-            timeout = min(deadline, batch_due) - loop.time()
-            if timeout <= 0 and loop.time() >= deadline:
-                break
-            done, _ = await asyncio.wait(reads, timeout=max(timeout, 0),
+        batch = _Batch(self, halo.batch_size, halo.batch_seconds)
+        while reads and loop.time() < deadline:
+            due = batch.due(self.halo.budget_pressed)
+            done, _ = await asyncio.wait(reads, timeout=max(min(deadline, due) - loop.time(), 0),
                                          return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 ticket_id = reads.pop(task)
                 self._reads.pop(ticket_id, None)  # used: the next message reads it anew
                 for item in waiting.pop(ticket_id):
                     self._plan(item, task.result(), claimed)
-                    if item.plan and item.plan.outcome is Outcome.SUBMIT:
-                        batch.append(item)
-                        batch_due = min(batch_due, loop.time() + halo.batch_seconds)
-            if len(batch) >= halo.batch_size or not reads or loop.time() >= batch_due:
-                flush()
-        flush()
+                    batch.add(item, ticket_id, task)
+            if batch.full or not reads or batch.due(self.halo.budget_pressed) <= loop.time():
+                batch.flush()
+        busy = reads and batch.due(self.halo.budget_pressed) == float("inf")
+        held = batch.hold() if busy else batch.flush()
         late = f"no answer from Halo within {halo.pass_deadline_seconds:g} s; next pass"
         for item in (it for group in waiting.values() for it in group):
             item.plan = Plan(Outcome.PENDING, f"Halo unavailable, will retry: {late}",
                              item.plan.submission if item.reconcile and item.plan else None)
-        if posts:
-            await asyncio.gather(*posts)
-        return bool(waiting)
+        await batch.posted()
+        return bool(waiting) or held
 
     def _plan(self, item: Item, found: Ticket | HaloError | None,
               claimed: set[tuple[int, int]]) -> None:
@@ -857,6 +844,78 @@ def _resumed_plan(row: Row) -> Plan:
             pairs.append((int(seq), int(action or 0)))
     subs = [Submission(row.ticket_id, seq, action, result, row.note) for seq, action in pairs]
     return Plan(Outcome.SUBMIT, "resuming a submission", subs[0], tuple(subs[1:]))
+
+
+class _Batch:
+    """Decisions of a pass waiting for their POST, and when to send them.
+
+    Posted when ``batch_size`` are ready, when no more reads are coming, or
+    ``batch_seconds`` after the first was ready (so the first decision of a backlog goes
+    within seconds) -- except while the request budget is busy, where a small POST would
+    take a read's slot: then the batch fills, and what the pass deadline leaves is kept,
+    with its ticket read, for the next pass (``hold``).
+    """
+
+    def __init__(self, owner: Responder, size: int, seconds: float) -> None:
+        self.owner = owner
+        self.size = size
+        self.seconds = seconds
+        self.items: list[Item] = []
+        self.reads: dict[int, asyncio.Future[Ticket | HaloError | None]] = {}
+        self.since: float | None = None
+        self.posts: list[asyncio.Future[None]] = []
+
+    def add(self, item: Item, ticket_id: int,
+            read: asyncio.Future[Ticket | HaloError | None]) -> None:
+        if item.plan and item.plan.outcome is Outcome.SUBMIT:
+            self.items.append(item)
+            self.reads[ticket_id] = read
+            if self.since is None:
+                self.since = asyncio.get_running_loop().time()
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.size
+
+    def due(self, pressed: bool) -> float:
+        """When to post the batch as it is; under a busy budget, only when no POST went
+        for as long as a full batch takes to read (so the first decision goes at once)."""
+        if not self.items or self.since is None:
+            return float("inf")
+        halo = self.owner.settings.halo
+        filling = self.size * halo.window_seconds / halo.requests_per_window
+        if pressed and asyncio.get_running_loop().time() - self.owner._posted < filling:
+            return float("inf")
+        return self.since + self.seconds
+
+    def flush(self) -> bool:
+        if self.items:
+            self.owner._posted = asyncio.get_running_loop().time()
+            self.posts.append(asyncio.ensure_future(self.owner._submit(list(self.items))))
+        self.items.clear()
+        self.reads.clear()
+        self.since = None
+        return False
+
+    def hold(self) -> bool:
+        """Keep the decisions for the next pass, and their reads with them."""
+        if self.full:
+            return self.flush()
+        for ticket_id, read in self.reads.items():
+            self.owner._reads[ticket_id] = _Read(read, asyncio.get_running_loop().time())
+        for item in self.items:
+            assert item.plan is not None
+            item.plan = Plan(Outcome.PENDING, "waiting to fill a batch while the Halo request "
+                             "budget is busy; next pass",
+                             item.plan.submission if item.reconcile else None)
+        held = bool(self.items)
+        self.items.clear()
+        self.reads.clear()
+        return held
+
+    async def posted(self) -> None:
+        if self.posts:
+            await asyncio.gather(*self.posts)
 
 
 def _copy(row: Row) -> Plan:

@@ -182,6 +182,7 @@ class Drain:
     first: float  # seconds from start to the first decision
     took: float  # seconds from the first Halo request to the last decision
     times: list[float]  # each decision, seconds from the first Halo request
+    requests: list[int]  # Halo requests answered in each window from the first
 
     @property
     def ideal_per_window(self) -> float:
@@ -189,32 +190,45 @@ class Drain:
         return self.limit / (1 + 1 / self.batch_size)
 
     @property
-    def steady_per_window(self) -> float:
-        """Decisions per window after the first window (whose burst is free)."""
-        later = [t for t in self.times if t > self.window]
-        if not later or self.took <= self.window:
-            return math.nan
-        return len(later) / ((self.took - self.window) / self.window)
+    def per_window(self) -> list[int]:
+        """Decisions posted in each window from the first Halo request."""
+        return _per_window(self.times, self.window)
+
+    @property
+    def full_windows(self) -> float:
+        """Mean decisions of the windows the drain filled (all but its last)."""
+        full = self.per_window[:-1]
+        return statistics.mean(full) if full else math.nan
 
     @property
     def ideal_took(self) -> float:
-        """Seconds the whole drain needs at best: the first `limit` requests are free."""
-        needed = self.replies * (1 + 1 / self.batch_size) + 1  # and one token
-        return max(needed - self.limit, 0) / self.limit * self.window
+        """Seconds the whole drain needs at best: under a sliding window, each `limit`
+        requests go one window after the `limit` before them."""
+        needed = math.ceil(self.replies * (1 + 1 / self.batch_size)) + 1  # and one token
+        return (needed - 1) // self.limit * self.window
+
+
+def _per_window(times: list[float], window: float) -> list[int]:
+    counts = [0] * (int(max(times, default=0) // window) + 1)
+    for t in times:
+        counts[int(t // window)] += 1
+    return counts
 
 
 def drain_table(args: argparse.Namespace, d: Drain) -> list[str]:
     scale = args.drain_scale
     rows = [
         ("replies decided", f"{d.decided} / {d.replies}", ""),
-        ("decisions per window (steady)", f"{d.steady_per_window:.1f}",
-         f"ideal {d.ideal_per_window:.1f} ({d.steady_per_window / d.ideal_per_window:.0%})"),
+        ("decisions per full window", f"{d.full_windows:.1f}",
+         f"ideal {d.ideal_per_window:.1f} ({d.full_windows / d.ideal_per_window:.0%})"),
+        ("decisions in each window", " ".join(map(str, d.per_window)), ""),
         ("whole drain, in windows", f"{d.took / d.window:.2f}",
          f"ideal {d.ideal_took / d.window:.2f} ({d.ideal_took / d.took:.0%} of ideal pace)"),
         ("seconds to the first decision", f"{d.first:.2f}", "goal <= 5"),
         ("Halo calls: reads / POSTs / tokens", f"{d.calls.gets} / {d.calls.posts} / "
          f"{d.calls.tokens}", ""),
         ("429 answers", f"{d.calls.throttled}", "goal 0"),
+        ("Halo requests in each window", " ".join(map(str, d.requests)), f"limit {d.limit}"),
     ]
     out = [f"  (budget {d.limit} per {d.window * scale:g} s scaled to {d.window:g} s "
            f"(--drain-scale {scale:g}); batch_size {d.batch_size}; latency {args.latency:g} s "
@@ -370,7 +384,9 @@ class Bench:
                            settings.halo.batch_size, calls,
                            decided[0] - started if decided else math.nan,
                            decided[-1] - first_request if decided else math.nan,
-                           [t - first_request for t in decided])
+                           [t - first_request for t in decided],
+                           _per_window([r.at - first_request for r in halo.requests
+                                        if r.status == 200], window))
             log(f"drain: {result.decided}/{result.replies} decided, {calls}")
             return result
         finally:

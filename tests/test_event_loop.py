@@ -1,14 +1,13 @@
 """The event loop only waits: /healthz answers while a pass reads a hostile 2 MB message.
 
-Real Dovecot, the stand-in Halo, the real /healthz server. The probe runs in a thread of
-its own (a client on the event loop would wait with it), with blocking sockets.
+Real Dovecot, the stand-in Halo, the real /healthz server. The probe is a process of its
+own (a client on the event loop would wait with it, one in a thread would share its GIL).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
+import sys
 import time
 
 from responder.metrics import Metrics, serve_metrics
@@ -25,16 +24,18 @@ def hostile_html(ticket: int) -> bytes:
                  content_type='text/html; charset="utf-8"')
 
 
-def probe(port: int, stop: threading.Event, times: list[float]) -> None:
-    """GET /healthz over and over until ``stop``; each answer's delay into ``times``."""
-    while not stop.is_set():
-        started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-            answer = conn.recv(1024)
-        assert answer.startswith(b"HTTP/1.0 ")
-        times.append(time.monotonic() - started)
-        time.sleep(0.02)
+PROBE = """
+import socket, sys, time
+port = int(sys.argv[1])
+while True:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.0\\r\\n\\r\\n")
+        answer = conn.recv(1024)
+    assert answer.startswith(b"HTTP/1.0 "), answer
+    print(time.monotonic() - started, flush=True)
+    time.sleep(0.02)
+"""
 
 
 async def test_healthz_answers_within_100_ms_while_a_pass_reads_a_hostile_message(
@@ -47,19 +48,22 @@ async def test_healthz_answers_within_100_ms_while_a_pass_reads_a_hostile_messag
     metrics = Metrics()
     server = await serve_metrics(metrics, "127.0.0.1", 0, stale_after=600)
     port = server.sockets[0].getsockname()[1]
-    stop, times = threading.Event(), []
-    prober = threading.Thread(target=probe, args=(port, stop, times), daemon=True)
+    # The probe is a process of its own: a thread here would compete for our GIL.
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROBE, str(port), stdout=asyncio.subprocess.PIPE)
     try:
         async with responder(harness.settings, metrics=metrics) as worker:
-            prober.start()
+            assert prober.stdout is not None
+            await prober.stdout.readline()  # it is running (its first answer not counted)
             started = time.monotonic()
             result = await worker.run_once()
             took = time.monotonic() - started
     finally:
-        stop.set()
-        await asyncio.to_thread(prober.join, 15)
+        prober.kill()
+        output, _ = await prober.communicate()
         server.close()
         await server.wait_closed()
+    times = [float(line) for line in output.decode().split()]
 
     assert [r.outcome for r in result.reports] == ["approved"]  # it was read, in full
     assert took > 0.5  # the analysis was long enough to matter

@@ -575,3 +575,13 @@ async def test_no_secret_or_token_leaks_over_http(
         assert CLIENT_SECRET not in text
         for token in standin_halo.issued_tokens:
             assert token not in text
+
+
+async def test_reads_leave_the_reserve_of_a_window_to_decisions(fake: FakeTime) -> None:
+    budget = RequestBudget(4, 10.0, sleep=fake.sleep, clock=fake.clock, reserve=1)
+    for _ in range(3):
+        await budget.acquire()
+    assert fake.now == 1000.0
+    assert await budget.acquire(urgent=True) == 1000.0  # the decision goes at once
+    await budget.acquire()  # a read waits for the window to move
+    assert fake.now == 1010.0
