@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from responder.digest import DIGEST  # noqa: E402
 from responder.message import RESPONDER_HEADER  # noqa: E402
-from responder.standin import StandinHalo  # noqa: E402
+from responder.standin import BEHAVIOURS, StandinHalo  # noqa: E402
 from tests.harness import Harness, gmail_reply  # noqa: E402
 from tests.servers import Dovecot, SmtpSink  # noqa: E402
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replies", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--halo-behaviour", choices=sorted(BEHAVIOURS), default="default",
+                        help="how the stand-in Halo acts where real Halo is unconfirmed")
     parser.add_argument("--kills", type=int, default=5, help="kill -9 / restart cycles")
     parser.add_argument("--per-approver", type=int, default=20,
                         help="tickets per approver (the hourly answer limit is 10)")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     with (
         Dovecot() as dovecot,
         SmtpSink() as sink,
-        StandinHalo(seed=args.seed) as halo,
+        StandinHalo(seed=args.seed, behaviour=args.halo_behaviour) as halo,
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
     ):
         tickets = list(range(FIRST_TICKET, FIRST_TICKET + args.replies))
