@@ -1,8 +1,9 @@
 """The new text a person wrote in a reply or forward, apart from what it quotes.
 
-``extract_reply`` reads the plain-text body when there is one with any text in it, and
-the HTML body otherwise. The rules themselves live in ``responder.quotes`` (plain text)
-and ``responder.html_reply`` (HTML structure); this module only chooses between them.
+``extract_reply`` reads the plain-text body when there is one with any text in it (other
+than a banner the mail system added), and the HTML body otherwise. The rules themselves
+live in ``responder.quotes`` (plain text) and ``responder.html_reply`` (HTML structure);
+this module only chooses between them.
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ def extract_reply(
     plain: str | None, html: str | None, banners: Banners = DEFAULT_BANNERS
 ) -> Reply:
     """The new text of a message body; never raises, and is linear in the body's size."""
-    if plain is not None and plain.strip():
-        split = split_reply(plain, banners)
-    elif html is not None and html.strip():
-        split = split_html(html, banners)
-    else:
+    split = split_reply(plain, banners) if plain is not None and plain.strip() else None
+    if (split is None or not (split.text or split.original)) and html and html.strip():
+        split = split_html(html, banners)  # no plain part, or one holding only a banner
+    if split is None:
         return Reply(text="", forwarded=False, original="", original_subject=None)
     return Reply(split.text, split.forwarded, split.original, split.original_subject,
                  language_of_original(split.original))

@@ -181,3 +181,19 @@ def test_a_banner_glued_to_the_first_words_is_cut_off_them(client: Client) -> No
     raw = client(ALICE, "Approve\nBudget checked.", banner=INLINE)  # no line break after it
     assert analyse(raw).decision == "approve"
     assert html_reply_text(raw).startswith("Approve")
+
+
+def test_a_text_part_holding_only_a_banner_gives_way_to_the_html() -> None:
+    # An HTML-only reply to which the gateway added a text/plain part with its banner alone.
+    boundary = "banner-added"
+    raw = reply(
+        "alice@example.com", "RE: Approval required [ID:1234]",
+        f"--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n"
+        "[EXTERNAL] This email came from outside the organization.\n\n"
+        f"--{boundary}\nContent-Type: text/html; charset=utf-8\n\n"
+        "<p>[EXTERNAL] This email came from outside the organization.</p>"
+        "<div>Approve</div><div id=\"divRplyFwdMsg\"><b>From:</b> Service Desk</div>\n"
+        f"--{boundary}--\n",
+        content_type=f'multipart/alternative; boundary="{boundary}"',
+    )
+    assert analyse(raw).decision == "approve"
