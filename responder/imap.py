@@ -570,6 +570,11 @@ class ImapMailbox:
         holder renews its claims every pass by toggling ``$ResponderLease``, which changes
         the message's MODSEQ; a claim whose MODSEQ has not changed for ``timeout`` seconds
         of our watching is taken over, again by a conditional STORE.
+
+        The conditional STORE alone is not a lock in Dovecot 2.3: two sessions storing
+        ``UNCHANGEDSINCE m`` at the same moment can both succeed (13 of 200 tries with
+        the two STOREs released together), and both instances then acted on every
+        message. So every claim is read back after it is stored (``_confirmed``).
         """
         mine_kw = claim_keyword(owner)
         client.noop()
@@ -608,18 +613,65 @@ class ImapMailbox:
         kept += self._store_if_unchanged(client, [u for u in mine if u not in lease], modseq,
                                          "+FLAGS.SILENT", LEASE_KEYWORD)
         won = self._store_if_unchanged(client, free, modseq, "+FLAGS.SILENT", mine_kw)
-        for uid in stale:  # rare: one at a time, replacing the old holder's keyword
-            keep = [f for f in (_text(x) for x in meta[uid][b"FLAGS"])
-                    if not f.startswith(CLAIM_PREFIX) and f != "\\Recent"]
-            if self._store_if_unchanged(client, [uid], modseq, "FLAGS.SILENT",
-                                        " ".join([*keep, mine_kw])):
-                log.warning("imap UID %d: took over a claim not renewed for %.0f s", uid, timeout)
-                won.append(uid)
-                self._foreign.pop(uid, None)
+        taking: dict[int, tuple[frozenset[str], bool]] = {}
+        for uid in stale:  # rare: one at a time; the old holder's keyword goes once confirmed
+            flags = {_text(f) for f in meta[uid][b"FLAGS"]}
+            if self._store_if_unchanged(client, [uid], modseq, "+FLAGS.SILENT", mine_kw):
+                old = frozenset(f for f in flags if f.startswith(CLAIM_PREFIX)) - {mine_kw}
+                taking[uid] = (old, LEASE_KEYWORD in flags)
         if len(won) < len(free):
             log.info("imap: %d of %d messages claimed by another instance first",
                      len(free) - len(won), len(free))
-        return sorted(kept + won)
+        return self._confirmed(client, mine_kw, sorted(kept + won), taking, timeout)
+
+    def _confirmed(
+        self, client: Any, mine_kw: str, held: list[int],
+        taking: dict[int, tuple[frozenset[str], bool]], timeout: float,
+    ) -> list[int]:
+        """The claims that are ours alone, read back after storing them.
+
+        A message carrying another instance's keyword beside ours was claimed by both at
+        once: we take our keyword off and leave it (to them, or to a later pass). Of two
+        such claimants at least one sees the other, since each reads back after its own
+        STORE is done; so at most one goes on. A takeover is ours only if no new claimant
+        came and the old holder did not renew its lease meanwhile (it may be slow, not
+        dead); then the old holder's keyword is removed.
+        """
+        uids = held + list(taking)
+        if not uids:
+            return []
+        client.noop()  # see every STORE finished before ours was
+        now = client.fetch(uids, ["FLAGS"])
+        ours: list[int] = []
+        lost: list[int] = []
+        for uid in uids:
+            if uid not in now:
+                continue  # gone: filed by someone else meanwhile
+            flags = {_text(f) for f in now[uid].get(b"FLAGS", ())}
+            holders = {f for f in flags if f.startswith(CLAIM_PREFIX)}
+            if uid in taking:
+                old, lease = taking[uid]
+                alone = holders - old == {mine_kw} and (LEASE_KEYWORD in flags) == lease
+            else:
+                alone = holders == {mine_kw}
+            if not alone:
+                lost.append(uid)
+                if mine_kw in holders:
+                    client._imap.uid("STORE", str(uid), "-FLAGS.SILENT", f"({mine_kw})")
+                continue
+            if uid in taking and taking[uid][0]:
+                old_kws = " ".join(sorted(taking[uid][0]))
+                client._imap.uid("STORE", str(uid), "-FLAGS.SILENT", f"({old_kws})")
+            if uid in taking:
+                log.warning("imap UID %d: took over a claim not renewed for %.0f s",
+                            uid, timeout)
+                self._foreign.pop(uid, None)
+            ours.append(uid)
+        if lost:
+            log.info("imap: %d messages claimed by another instance at the same moment "
+                     "(UIDs %s); left to it or to a later pass",
+                     len(lost), ",".join(map(str, sorted(lost))))
+        return sorted(ours)
 
     def _store_if_unchanged(
         self, client: Any, uids: list[int], modseq: dict[int, int], op: str, flags: str

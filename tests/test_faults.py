@@ -15,12 +15,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from responder.config import MaildirSettings
+from responder.config import ImapSettings, MaildirSettings
+from responder.imap import CLAIM_PREFIX, ImapMailbox
 from responder.maildir import MaildirMailbox, deliver
 from responder.service import responder
 from responder.standin import StandinHalo
@@ -282,6 +283,51 @@ async def test_two_instances_racing_on_one_mailbox_act_once_per_message(
     assert len(answers) == len(set(answers)) == len(many_tickets)
     assert len(harness.folder("Approvals/Done")) == len(many_tickets)
     assert harness.folder("INBOX") == []
+
+
+@pytest.fixture(scope="module")
+def storing_dovecot() -> Iterator[Dovecot]:
+    """Dovecot not offering CONDSTORE: every claim's STORE succeeds, as two conditional
+    STOREs released together sometimes both do on a Dovecot that offers it (2.3.19)."""
+    with Dovecot(hide=("CONDSTORE",)) as server:
+        yield server
+
+
+async def test_two_claims_stored_at_once_leave_each_message_to_one_instance(
+    storing_dovecot: Dovecot,
+) -> None:
+    user = "racing"
+    storing_dovecot.add_user(user, "secret")
+    for i in range(10):
+        storing_dovecot.append(user, "INBOX", gmail_reply(f"a{i}@example.com", 5000 + i, "Approve"))
+    settings = ImapSettings(host=storing_dovecot.host, port=storing_dovecot.port, tls="none",
+                            username=user, password="secret")
+    boxes = {owner: ImapMailbox(settings) for owner in ("one", "two")}
+    both_looked = threading.Barrier(2, timeout=10)
+    racing = [True]
+    for box in boxes.values():  # each stores its claims only once both have seen them free
+        store = box._store_if_unchanged
+
+        def stored_together(client: object, uids: list[int], modseq: dict[int, int], op: str,
+                            flags: str, store: Callable[..., list[int]] = store) -> list[int]:
+            if racing[0] and uids and flags.startswith(CLAIM_PREFIX):
+                both_looked.wait()
+            return store(client, uids, modseq, op, flags)
+
+        box._store_if_unchanged = stored_together  # type: ignore[method-assign]
+    try:
+        for box in boxes.values():
+            await box.open()
+        one, two = await asyncio.gather(*(box.claim_new(o, 600) for o, box in boxes.items()))
+        assert {i.ref for i in one}.isdisjoint({i.ref for i in two})  # both stored all ten
+        racing[0] = False  # the next passes: one at a time, as usual
+        for _ in range(2):
+            held = {o: {i.ref for i in await box.claim_new(o, 600)} for o, box in boxes.items()}
+    finally:
+        for box in boxes.values():
+            await box.close()
+    assert held["one"].isdisjoint(held["two"])
+    assert sorted(held["one"] | held["two"], key=int) == [str(u) for u in range(1, 11)]
 
 
 async def test_a_crashed_holders_claim_is_taken_over_after_the_timeout(harness: Harness) -> None:
