@@ -95,8 +95,8 @@ def _known_failure(exc: Exception) -> str | None:
     """The sentence for a failure of a part outside the responder (Halo, mail, disk)."""
     from responder.halo import HaloAuthError, HaloError, HaloUnavailable
     from responder.ledger import LedgerError
-    from responder.mailbox import MailboxError
-    from responder.smtp import SmtpError
+    from responder.mailboxes import MailboxError
+    from responder.senders.smtp import SmtpError
 
     if isinstance(exc, HaloAuthError):
         return f"Halo refused the sign-in (check halo.client_id and halo.client_secret): {exc}"

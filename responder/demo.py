@@ -21,7 +21,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from responder.config import parse_settings
-from responder.maildir import deliver
+from responder.mailboxes.maildir import deliver
 from responder.service import responder
 from responder.standin import StandinHalo
 

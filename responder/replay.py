@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from responder import ledger as states
 from responder.config import Settings
 from responder.ledger import Ledger, Row
-from responder.mailbox import MailboxError
+from responder.mailboxes import MailboxError
 from responder.plan import Outcome, folder_for
 from responder.service import make_mailbox, once
 

@@ -19,16 +19,16 @@ from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
-from responder.imap import ImapMailbox
 from responder.ledger import Ledger
-from responder.mailbox import Mailbox, MailboxAuthError, MailboxError
+from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
-from responder.maildir import MaildirMailbox
+from responder.mailboxes.imap import ImapMailbox
+from responder.mailboxes.maildir import MaildirMailbox
 from responder.metrics import Metrics, serve_metrics
 from responder.oauth import TokenSource, token_source
 from responder.senders import Sender
 from responder.senders.graph import GraphSender
-from responder.smtp import SmtpError, SmtpSender
+from responder.senders.smtp import SmtpError, SmtpSender
 from responder.tickets import Ticket
 from responder.worker import PassResult, Responder
 

@@ -42,12 +42,12 @@ from responder.config import Settings
 from responder.digest import Entry, compose_digest, entry_for
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
 from responder.ledger import Ledger, Row
-from responder.mailbox import Incoming, Mailbox, MailboxAuthError, MailboxError
+from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.message import Facts, analyse
 from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
 from responder.senders import Sender
-from responder.smtp import SmtpError
+from responder.senders.smtp import SmtpError
 from responder.tickets import Approver, Result, Submission, Ticket
 
 log = logging.getLogger("responder")

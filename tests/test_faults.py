@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from responder.config import ImapSettings, MaildirSettings
-from responder.imap import CLAIM_PREFIX, ImapMailbox
-from responder.maildir import MaildirMailbox, deliver
+from responder.mailboxes.imap import CLAIM_PREFIX, ImapMailbox
+from responder.mailboxes.maildir import MaildirMailbox, deliver
 from responder.service import responder
 from responder.standin import StandinHalo
 from responder.worker import Responder

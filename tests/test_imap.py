@@ -15,7 +15,8 @@ import pytest
 from imapclient.exceptions import IMAPClientError
 
 from responder.config import ImapSettings
-from responder.imap import (
+from responder.mailboxes import MailboxError
+from responder.mailboxes.imap import (
     ImapMailbox,
     is_text_only,
     leaves,
@@ -23,7 +24,6 @@ from responder.imap import (
     reassemble,
     server_folder,
 )
-from responder.mailbox import MailboxError
 from tests.fixtures_mail import (  # noqa: F401 - fixtures
     dovecot_no_idle_server,
     dovecot_server,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from responder.maildir import deliver, folder_dir, make_folder
+from responder.mailboxes.maildir import deliver, folder_dir, make_folder
 from responder.standin import StandinHalo
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, gmail_reply
 from tests.servers import SmtpSink

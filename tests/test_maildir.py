@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from responder.config import MaildirSettings
-from responder.mailbox import MailboxError
-from responder.maildir import MaildirMailbox, deliver, delivery_order, folder_dir
+from responder.mailboxes import MailboxError
+from responder.mailboxes.maildir import MaildirMailbox, deliver, delivery_order, folder_dir
 from tests.fixtures_mail import new_mail_user
 from tests.servers import Dovecot
 

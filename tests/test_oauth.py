@@ -20,11 +20,11 @@ import pytest
 import requests
 
 from responder.config import ConfigError, ImapSettings, SmtpSettings, parse_settings
-from responder.imap import ImapMailbox
-from responder.mailbox import MailboxError
+from responder.mailboxes import MailboxError
+from responder.mailboxes.imap import ImapMailbox
 from responder.oauth import ClientCredentials, GoogleTokens, MicrosoftTokens, TokenError
+from responder.senders.smtp import SmtpError, SmtpSender
 from responder.service import check
-from responder.smtp import SmtpError, SmtpSender
 from tests.fixtures_mail import new_mail_user
 from tests.idp import BearerSmtpSink, StandinIdp
 from tests.servers import Dovecot
@@ -147,7 +147,7 @@ async def test_a_refused_token_is_replaced_once(
     try:
         idp.revoke_all(user)  # still fresh by our clock, but the server will refuse it
         kick(dovecot, user)
-        with caplog.at_level(logging.INFO, logger="responder.imap"):
+        with caplog.at_level(logging.INFO, logger="responder.mailboxes.imap"):
             assert await box.fetch_new() == []
     finally:
         await box.close()

@@ -9,8 +9,8 @@ import pytest
 
 from responder.cli import main
 from responder.config import MaildirSettings
-from responder.imap import ImapMailbox
-from responder.maildir import MaildirMailbox, deliver
+from responder.mailboxes.imap import ImapMailbox
+from responder.mailboxes.maildir import MaildirMailbox, deliver
 from tests.harness import Harness, _toml_table, gmail_reply
 
 MSGID = "<replay-1.77@example.com>"

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, reject, settings
 
 from responder.body import HostileMessage, parse_message, read_bodies, text_only
 from responder.config import ParsingSettings, parse_settings
-from responder.maildir import deliver
+from responder.mailboxes.maildir import deliver
 from responder.message import analyse
 from responder.service import responder
 from tests.clients import outlook_desktop

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from responder.config import Settings
 from responder.ledger import Ledger, OutboxItem
-from responder.mailbox import MailboxError
+from responder.mailboxes import MailboxError
 from responder.replay import put_back
+from responder.senders.smtp import SmtpError
 from responder.service import make_mail
-from responder.smtp import SmtpError
 
 log = logging.getLogger("responder")
 

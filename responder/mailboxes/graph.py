@@ -45,9 +45,9 @@ from urllib.parse import quote
 
 from responder.config import GraphSettings
 from responder.graph_api import GraphClient, GraphError
-from responder.imap import reassemble
 from responder.ledger import Ledger
-from responder.mailbox import Incoming, MailboxAuthError, MailboxError
+from responder.mailboxes import Incoming, MailboxAuthError, MailboxError
+from responder.mailboxes.imap import reassemble
 
 log = logging.getLogger("responder.graph")
 

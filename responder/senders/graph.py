@@ -13,7 +13,7 @@ import base64
 import logging
 
 from responder.graph_api import GraphClient, GraphError
-from responder.smtp import SmtpError
+from responder.senders.smtp import SmtpError
 
 log = logging.getLogger("responder.graph")
 

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from responder.config import MaildirSettings
-from responder.mailbox import Incoming, MailboxError
+from responder.mailboxes import Incoming, MailboxError
 from responder.message import message_id as message_id_of
 
-log = logging.getLogger("responder.maildir")
+log = logging.getLogger("responder.maildir")  # the name logs have always carried
 
 _SUBDIRS = ("new", "cur")
 _KEY_TIME = re.compile(r"^(\d+)\.([^.]*)")  # "1701170000.M123456P789Q1.host,S=12"

@@ -37,11 +37,11 @@ from imapclient.exceptions import (
 )
 
 from responder.config import ImapSettings
-from responder.mailbox import Incoming, MailboxAuthError, MailboxError
+from responder.mailboxes import Incoming, MailboxAuthError, MailboxError
 from responder.message import message_id as message_id_of
 from responder.oauth import TokenError, TokenSource, token_source
 
-log = logging.getLogger("responder.imap")
+log = logging.getLogger("responder.imap")  # the name logs have always carried
 
 T = TypeVar("T")
 
