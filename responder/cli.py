@@ -31,9 +31,9 @@ log = logging.getLogger("responder")
 DESCRIPTION = """\
 Turns email replies to Halo approval requests (APPROVE / REJECT) into ticket approvals.
 
-It watches one mailbox (IMAP or Maildir), reads each reply the way a person would,
-checks that the sender is a pending approver of the ticket and really sent it, records
-the decision in Halo and answers the person. Start with `responder demo`, then write a
+It watches one mailbox (IMAP, Maildir or Microsoft Graph), reads each reply the way a
+person would, checks that the sender is a pending approver of the ticket and really sent
+it, records the decision in Halo and answers the person. Start with `responder demo`, then write a
 config (see config.example.toml) and run `responder check --config config.toml`."""
 
 EXIT_CODES = """\
@@ -410,7 +410,7 @@ def _once(args: argparse.Namespace) -> int:
     from responder.service import once
 
     messages: list[dict[str, Any]] = []
-    sent = unsent = failed = 0
+    sent = unsent = digests = failed = 0
     errors: list[str] = []
     instances = _instances(args)
     for name, settings in instances.items():
@@ -426,13 +426,15 @@ def _once(args: argparse.Namespace) -> int:
             continue
         messages += [{"instance": name, **r.as_json()} for r in result.reports]
         sent, unsent = sent + result.answers_sent, unsent + result.answers_failed
+        digests += result.digests_sent
         failed += result.failed
     if args.json:
         print(json.dumps({"messages": messages, "outcomes": _counts(messages),
-                          "answers_sent": sent, "answers_failed": unsent, "failed": failed,
+                          "answers_sent": sent, "digests_sent": digests,
+                          "answers_failed": unsent, "failed": failed,
                           "error": redact("; ".join(errors)) if errors else None}))
     else:
-        print(redact(once_summary(messages, sent, unsent, errors)))
+        print(redact(once_summary(messages, sent, unsent, errors, digests)))
     return FAILED if failed else OK
 
 
@@ -444,8 +446,9 @@ def _counts(messages: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def once_summary(messages: list[dict[str, Any]], sent: int, unsent: int,
-                 errors: list[str]) -> str:
-    """``3 messages: 2 approved, 1 pending (Halo unavailable); 2 answers sent``."""
+                 errors: list[str], digests: int = 0) -> str:
+    """``3 messages: 2 approved, 1 pending (Halo unavailable); 2 answers sent``; a digest
+    is one email answering several replies, so it is named: ``(1 a digest)``."""
     parts = []
     for outcome, n in _counts(messages).items():
         part = f"{n} {outcome}"
@@ -458,6 +461,8 @@ def once_summary(messages: list[dict[str, Any]], sent: int, unsent: int,
     line = f"{n} message{'' if n == 1 else 's'}"
     line += f": {', '.join(parts)}" if parts else ""
     line += f"; {sent} answer{'' if sent == 1 else 's'} sent"
+    if digests:
+        line += f" ({digests} {'a digest' if digests == 1 else 'of them digests'})"
     if unsent:
         line += f", {unsent} not sent yet (retried next pass)"
     if errors:

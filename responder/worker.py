@@ -109,6 +109,7 @@ class PassResult:
     reports: list[Report] = field(default_factory=list)
     answers_sent: int = 0
     answers_failed: int = 0
+    digests_sent: int = 0  # of answers_sent: emails that each answer several replies
     more: bool = False  # the pass deadline left Halo work for the next pass: start it now
 
     @property
@@ -149,6 +150,7 @@ class Responder:
         self.rules = Rules.from_settings(settings)
         self.templates = template_environment(settings.answers.templates)
         self._over_limit = OverLimit()
+        self._digests_sent = 0  # since the last pass's report
         # Ticket reads, kept across passes: a read the pass deadline cut short finishes in
         # the background and serves the next pass (a backlog drains at the budget's pace).
         self._reads: dict[int, _Read] = {}
@@ -219,6 +221,7 @@ class Responder:
             await self._off(self._record_safely, item)
         self._progress("sending answers")
         result.answers_sent, result.answers_failed = await self.send_outbox()
+        result.digests_sent, self._digests_sent = self._digests_sent, 0
         for done, item in enumerate(items, 1):
             await self._file(item)
             result.reports.append(self._report(item))
@@ -726,6 +729,8 @@ class Responder:
                 log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
                 self.ledger.answer_failed(item, error)
         sent = sum(e is None for e in errors)
+        self._digests_sent += sum(e is None and p.digest for p, e in zip(pending, errors,
+                                                                      strict=False))
         return sent, len(pending) - sent
 
     # -- 6. file ----------------------------------------------------------------

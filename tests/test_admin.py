@@ -191,6 +191,8 @@ def test_once_summary_reads_like_a_sentence() -> None:
     ]
     assert once_summary(messages, 2, 0, []) == (
         "3 messages: 2 approved, 1 pending (Halo unavailable); 2 answers sent")
+    assert once_summary(messages[:2], 2, 0, [], digests=1) == (
+        "2 messages: 2 approved; 2 answers sent (1 a digest)")
     assert once_summary([], 0, 1, ["mailbox: login refused"]) == (
         "0 messages; 0 answers sent, 1 not sent yet (retried next pass); "
         "the pass failed: mailbox: login refused")

@@ -147,12 +147,12 @@ async def test_a_refused_digest_is_retried_and_sent_once(harness: Harness) -> No
     replies = approvals(harness, ids[:5])
     harness.sink.refuse_next(3)  # both answers, then the digest
     first = await harness.once()
-    assert (first.answers_sent, first.answers_failed) == (0, 3)
+    assert (first.answers_sent, first.answers_failed, first.digests_sent) == (0, 3, 0)
     assert harness.answers() == []
 
     replies += approvals(harness, ids[5:])
     second = await harness.once()  # a new process, as after a restart
-    assert (second.answers_sent, second.answers_failed) == (3, 0)
+    assert (second.answers_sent, second.answers_failed, second.digests_sent) == (3, 0, 1)
     _, [digest] = split(harness.answers())
     assert str(digest["References"]).split() == replies[2:5]
 
