@@ -114,19 +114,8 @@ def analyse(
         msg = parse_message(raw)
         return _read(msg, raw, parsing, grammar)
     except Exception as exc:
-        return Facts(
-            message_id="",
-            sender=None,
-            subject="",
-            ticket_id=None,
-            decision=None,
-            note=None,
-            reply_text="",
-            forwarded=False,
-            auto_submitted=False,
-            content_hash=hashlib.sha256(raw).hexdigest(),
-            unreadable=f"cannot parse message: {type(exc).__name__}: {exc}"[:300],
-        )
+        return nothing_read(
+            raw, unreadable=f"cannot parse message: {type(exc).__name__}: {exc}"[:300])
 
 
 def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) -> Facts:
@@ -185,22 +174,17 @@ def repeated_headers(msg: Message) -> tuple[str, ...]:
     return tuple(n for n in SINGLE_HEADERS if len(msg.get_all(n) or ()) > 1)
 
 
+def nothing_read(raw: bytes, **why: Any) -> Facts:
+    """Facts of a message nothing is read from: no sender, no ticket, no decision; the
+    keywords say why (``unreadable``, or ``suspicious`` and the headers)."""
+    return Facts(message_id="", sender=None, subject="", ticket_id=None, decision=None,
+                 note=None, reply_text="", forwarded=False, auto_submitted=False,
+                 content_hash=hashlib.sha256(raw).hexdigest(), **why)
+
+
 def refused(raw: bytes, msg: Message, why: str) -> Facts:
-    """Facts of a message nothing is read from: no sender (so it is quarantined), why."""
-    return Facts(
-        message_id="",
-        sender=None,
-        subject="",
-        ticket_id=None,
-        decision=None,
-        note=None,
-        reply_text="",
-        forwarded=False,
-        auto_submitted=False,
-        suspicious=(why,),
-        content_hash=hashlib.sha256(raw).hexdigest(),
-        headers=msg,
-    )
+    """A message read no further (so it is quarantined): no sender, and why."""
+    return nothing_read(raw, suspicious=(why,), headers=msg)
 
 
 def header_text(msg: Message, name: str) -> str:
