@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.mime.text import MIMEText
 from pathlib import Path
@@ -265,6 +266,15 @@ class Bench:
         halo.faults.latency = self.args.latency
         return halo
 
+    def fill(self, harness: Harness, messages: Iterable[bytes]) -> None:
+        """Put the backlog in the inbox over one IMAP connection."""
+        appender = self.dovecot.connect(harness.user)
+        try:
+            for raw in messages:
+                appender.append("INBOX", raw)
+        finally:
+            appender.logout()
+
     def harness(
         self, mode: str, halo: StandinHalo, budget: tuple[int, float] | None = None
     ) -> Harness:
@@ -319,12 +329,7 @@ class Bench:
         try:
             harness = self.harness(mode, halo, budget)
             ids = add_tickets(halo, 10_000, self.args.backlog)
-            appender = self.dovecot.connect(harness.user)
-            try:
-                for ticket_id in ids:
-                    appender.append("INBOX", gmail_reply(approver(ticket_id), ticket_id, "Approve"))
-            finally:
-                appender.logout()
+            self.fill(harness, (gmail_reply(approver(i), i, "Approve") for i in ids))
             async with responder(harness.settings) as worker:
                 started = time.perf_counter()
                 passed = await worker.run_once()
@@ -358,12 +363,7 @@ class Bench:
             settings = harness.settings
             halo.faults.rate_limit(limit, window)
             ids = add_tickets(halo, 30_000, args.drain)
-            appender = self.dovecot.connect(harness.user)
-            try:
-                for ticket_id in ids:
-                    appender.append("INBOX", gmail_reply(approver(ticket_id), ticket_id, "Approve"))
-            finally:
-                appender.logout()
+            self.fill(harness, (gmail_reply(approver(i), i, "Approve") for i in ids))
             log(f"drain: {len(ids)} replies waiting; budget {limit} per {window:g} s")
             async with responder(settings) as worker:
                 stop = asyncio.Event()
@@ -398,12 +398,7 @@ class Bench:
             harness = self.harness(mode, halo)
             ids = add_tickets(halo, 20_000, self.args.attachments)
             size = int(self.args.attachment_mb * 1024 * 1024)
-            appender = self.dovecot.connect(harness.user)
-            try:
-                for ticket_id in ids:
-                    appender.append("INBOX", with_attachment(ticket_id, size, self.rng))
-            finally:
-                appender.logout()
+            self.fill(harness, (with_attachment(i, size, self.rng) for i in ids))
             child = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--rss-child"],
                 input=json.dumps(harness.config()),

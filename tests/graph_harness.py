@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from responder.config import Settings, parse_settings
-from responder.ledger import Ledger
 from responder.service import responder
 from responder.standin import StandinHalo
 from responder.worker import PassResult
-from tests.harness import AUTHSERV, _toml_table
+from tests.harness import AUTHSERV, halo_posts, ledger_rows, with_overrides, write_toml
 from tests.standin_graph import Recorded, StandinGraph
 
 TENANT = "contoso.onmicrosoft.com"
@@ -56,20 +55,10 @@ class GraphHarness:
             "state": {"path": str(self.state_dir / f"{self.mailbox}.sqlite3")},
             "security": {"trusted_authserv_id": AUTHSERV},
         }
-        for section, values in self.overrides.items():
-            if values is None:
-                data.pop(section, None)
-            else:
-                data[section] = {**data.get(section, {}), **values}
-        return data
+        return with_overrides(data, self.overrides)
 
     def write_config(self, path: Path) -> Path:
-        lines = []
-        for section, values in self.config().items():
-            lines += _toml_table(section, values)
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
-        return path
+        return write_toml(self.config(), path)
 
     def deliver(self, raw: bytes) -> str:
         return self.graph.deliver(self.mailbox, raw)
@@ -85,15 +74,10 @@ class GraphHarness:
         return [email.message_from_bytes(raw) for raw in self.graph.sent(self.mailbox)]
 
     def ledger_rows(self) -> list[dict[str, Any]]:
-        ledger = Ledger(self.settings.state.path)
-        try:
-            return list(ledger.rows())
-        finally:
-            ledger.close()
+        return ledger_rows(self.settings)
 
     def requests(self, method: str = "", contains: str = "") -> list[Recorded]:
         return self.graph.graph_requests(self.mailbox, method, contains)
 
     def posts(self) -> list[Any]:
-        return [r.body for r in self.halo.requests
-                if r.matches("POST", "/api/ticketapproval") and r.status == 200]
+        return halo_posts(self.halo)

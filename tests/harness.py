@@ -131,18 +131,10 @@ class Harness:
         }
         if self.halo.behaviour.tenant:  # a stand-in that enforces the tenant
             data["halo"]["tenant"] = self.halo.behaviour.tenant
-        for section, values in self.overrides.items():
-            data[section] = {**data.get(section, {}), **values}
-        return data
+        return with_overrides(data, self.overrides)
 
     def write_config(self, path: Path) -> Path:
-        """The config as a TOML file, the way a user writes it (mode 600)."""
-        lines = []
-        for section, values in self.config().items():
-            lines += _toml_table(section, values)
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
-        return path
+        return write_toml(self.config(), path)
 
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         self.dovecot.append(self.user, folder, raw)
@@ -159,15 +151,44 @@ class Harness:
         return [email.message_from_bytes(m.content) for m in self.sink.received()]
 
     def ledger_rows(self) -> list[dict[str, Any]]:
-        ledger = Ledger(self.settings.state.path)
-        try:
-            return list(ledger.rows())
-        finally:
-            ledger.close()
+        return ledger_rows(self.settings)
 
     def posts(self) -> list[Any]:
-        return [r.body for r in self.halo.requests
-                if r.matches("POST", "/api/ticketapproval") and r.status == 200]
+        return halo_posts(self.halo)
+
+
+def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A test's overrides over the default config, key by key; None drops a section."""
+    for section, values in overrides.items():
+        if values is None:
+            data.pop(section, None)
+        else:
+            data[section] = {**data.get(section, {}), **values}
+    return data
+
+
+def write_toml(config: dict[str, Any], path: Path) -> Path:
+    """The config as a TOML file, the way a user writes it (mode 600)."""
+    lines = []
+    for section, values in config.items():
+        lines += _toml_table(section, values)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def ledger_rows(settings: Settings) -> list[dict[str, Any]]:
+    ledger = Ledger(settings.state.path)
+    try:
+        return list(ledger.rows())
+    finally:
+        ledger.close()
+
+
+def halo_posts(halo: StandinHalo) -> list[Any]:
+    """The bodies of the decision POSTs the stand-in Halo accepted."""
+    return [r.body for r in halo.requests
+            if r.matches("POST", "/api/ticketapproval") and r.status == 200]
 
 
 def text_of(message: Message) -> str:
