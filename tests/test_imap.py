@@ -214,6 +214,28 @@ async def test_instances_starting_together_create_a_folder_without_tripping(
         source = target
 
 
+
+async def test_a_folder_deleted_while_running_is_made_again(
+    dovecot: Dovecot, imap_settings: ImapSettings, box: ImapMailbox
+) -> None:
+    """The server answers MOVE into a missing folder with [TRYCREATE]: we create it and file.
+
+    The same answer comes when another instance's CREATE has not finished; here an admin
+    removing the folder behind the responder's back makes it happen every time."""
+    user = user_of(imap_settings)
+    for n in range(2):
+        dovecot.append(user, "INBOX", plain(f"message {n}"))
+    first, second = await box.fetch_new()
+    await box.move(first.ref, "Approvals/Done")
+    admin = dovecot.connect(user)
+    try:
+        admin.delete_folder("Approvals/Done")
+    finally:
+        admin.logout()
+    await box.move(second.ref, "Approvals/Done")
+    assert [b"Subject: message 1" in raw for raw in dovecot.folder_messages(user, "Approvals/Done")
+            ] == [True]
+
 def test_dovecot_answers_create_of_an_existing_folder_with_alreadyexists(
     dovecot: Dovecot, imap_settings: ImapSettings
 ) -> None:

@@ -48,6 +48,7 @@ T = TypeVar("T")
 _SLICE = 0.5  # longest a blocked IDLE/poll wait goes without checking whether it was stopped
 _WHOLE_BATCH_BYTES = 16 * 1024 * 1024  # one FETCH BODY.PEEK[] brings at most about this much
 _DROPPED = (IMAPClientAbortError, OSError)  # the connection is gone: reconnect and retry once
+_TRYCREATE_PAUSES = (0.05, 0.2, 0.5)  # waits before a MOVE refused [TRYCREATE] is retried
 _TLS_TEXT = {"implicit": "implicit TLS", "starttls": "STARTTLS", "none": "no TLS"}
 
 
@@ -697,8 +698,28 @@ class ImapMailbox:
     # -- filing --
 
     def _move(self, client: Any, uid: int, folder: str) -> None:
+        """File ``uid`` in ``folder``, creating it when needed.
+
+        A folder another instance is creating at this very moment can be reported as existing
+        (ALREADYEXISTS) before it accepts messages; the server then answers our MOVE with
+        [TRYCREATE] (RFC 3501 6.4.7), which asks us to create it and try again: we do, briefly.
+        """
         target = server_folder(folder, self._delimiter, self._prefix)
+        for pause in _TRYCREATE_PAUSES:
+            self._ensure_folder(client, target)
+            try:
+                self._transfer(client, uid, target)
+                return
+            except IMAPClientError as exc:
+                if "TRYCREATE" not in str(exc).upper():
+                    raise
+                log.info("imap folder %s not ready yet; trying again", target)
+                self._known_folders.discard(target)
+                time.sleep(pause)  # a worker thread: the event loop is not held
         self._ensure_folder(client, target)
+        self._transfer(client, uid, target)
+
+    def _transfer(self, client: Any, uid: int, target: str) -> None:
         if b"MOVE" in self._caps:
             client.move([uid], target)
         else:
