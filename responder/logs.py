@@ -7,7 +7,6 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TextIO
 
 REDACTED = "***"
 _SECRETS: list[str] = []  # the secrets of the config in force, for redact()
@@ -52,29 +51,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a line is logged, not when logging was set up.
-
-    A worker thread may log after the stream set up with has been swapped and closed (a
-    daemoniser, an embedding program, a test run capturing output): it then still writes."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass
-
-
 def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
     secrets = list(secrets)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = StderrHandler()
+    handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(Redactor(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

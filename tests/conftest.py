@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,17 @@ import pytest
 from responder.standin import StandinHalo
 from tests.harness import Harness
 from tests.servers import Dovecot, SmtpSink
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Tests that run the CLI in-process set up logging on the output pytest captures; put
+    the root logger back, so that no later thread writes to a capture that is closed."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
 @pytest.fixture(scope="session")
