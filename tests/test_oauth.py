@@ -147,7 +147,7 @@ async def test_a_refused_token_is_replaced_once(
     try:
         idp.revoke_all(user)  # still fresh by our clock, but the server will refuse it
         kick(dovecot, user)
-        with caplog.at_level(logging.INFO, logger="responder.mailboxes.imap"):
+        with caplog.at_level(logging.INFO, logger="responder.imap"):
             assert await box.fetch_new() == []
     finally:
         await box.close()
