@@ -41,7 +41,7 @@ from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
 from responder.digest import Entry, compose_digest, entry_for
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
-from responder.ledger import Ledger, Row
+from responder.ledger import Ledger, OutboxItem, Row
 from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.message import Facts, analyse
 from responder.metrics import Metrics
@@ -232,7 +232,7 @@ class Responder:
                 (r.outcome for r in result.reports),
                 self._latencies(items),
                 dict(self.halo.calls),
-                self.ledger.outbox_size(),
+                await self._off(self.ledger.outbox_size),
             )
         return result
 
@@ -709,18 +709,31 @@ class Responder:
         self._over_limit = OverLimit()
 
     async def send_outbox(self) -> tuple[int, int]:
-        """Send every queued answer and digest; failures stay queued for the next pass."""
-        self._bundle_digests()
-        self._log_over_limit()
-        for stale in self.ledger.drop_stale_answers(MAX_ANSWER_ATTEMPTS):
-            log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
-        pending = self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
+        """Send every queued answer and digest; failures stay queued for the next pass.
+
+        The ledger's side (digests, the queue, each answer's fate) runs in the worker
+        thread like every other SQLite write; only the sending is awaited here."""
+        pending = await self._off(self._outbox_to_send)
         try:
             errors = await self.smtp.send_many([(p.recipient, p.raw) for p in pending])
         except SmtpError as exc:  # not one was tried: no attempt counted
             if pending:
                 log.warning("%d answers not sent yet: %s", len(pending), exc)
             return 0, len(pending)
+        await self._off(self._outbox_tried, pending, errors)
+        sent = sum(e is None for e in errors)
+        self._digests_sent += sum(e is None and p.digest for p, e in zip(pending, errors,
+                                                                      strict=False))
+        return sent, len(pending) - sent
+
+    def _outbox_to_send(self) -> list[OutboxItem]:
+        self._bundle_digests()
+        self._log_over_limit()
+        for stale in self.ledger.drop_stale_answers(MAX_ANSWER_ATTEMPTS):
+            log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
+        return self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
+
+    def _outbox_tried(self, pending: list[OutboxItem], errors: Sequence[str | None]) -> None:
         for item, error in zip(pending, errors, strict=False):
             if error is None:
                 self.ledger.answer_sent(item)
@@ -728,10 +741,6 @@ class Responder:
                 what = "digest" if item.digest else "answer"
                 log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
                 self.ledger.answer_failed(item, error)
-        sent = sum(e is None for e in errors)
-        self._digests_sent += sum(e is None and p.digest for p, e in zip(pending, errors,
-                                                                      strict=False))
-        return sent, len(pending) - sent
 
     # -- 6. file ----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The event loop only waits: /healthz answers while a pass reads a hostile 2 MB message.
+"""The event loop only waits: /healthz answers while a pass reads a hostile 2 MB message,
+and no SQLite statement of a pass runs on the loop's thread.
 
 Real Dovecot, the stand-in Halo, the real /healthz server. The probe is a process of its
 own (a client on the event loop would wait with it, one in a thread would share its GIL).
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 
 from responder.metrics import Metrics, serve_metrics
 from responder.service import responder
-from tests.harness import Harness, reply
+from tests.harness import Harness, gmail_reply, reply
 
 HEALTHZ_WITHIN = 0.1  # seconds
 
@@ -69,3 +71,31 @@ async def test_healthz_answers_within_100_ms_while_a_pass_reads_a_hostile_messag
     assert took > 0.5  # the analysis was long enough to matter
     assert len(times) >= 5  # /healthz was asked all through the pass
     assert max(times) < HEALTHZ_WITHIN, f"slowest /healthz: {max(times) * 1000:.0f} ms"
+
+
+async def test_no_ledger_statement_of_a_pass_runs_on_the_event_loop(harness: Harness) -> None:
+    """Every SQLite write is an fsync (synchronous=FULL): the worker thread makes them.
+
+    The pass decides, answers, bundles a digest for the answers over the hourly limit and
+    files, so each part of it that touches the ledger is seen."""
+    harness.overrides = {"security": {"answers_per_sender_per_hour": 1}}
+    for ticket_id in (1234, 1235, 1236):
+        harness.halo.add_ticket(ticket_id, f"Purchase {ticket_id}",
+                                [{"emailaddress": "alice@example.com", "seq": 1,
+                                  "actionnumber": 1}])
+        harness.deliver(gmail_reply("alice@example.com", ticket_id, "Approve",
+                                    msgid=f"<loop{ticket_id}@example.com>"))
+    loop_thread = threading.get_ident()
+    on_loop: list[str] = []
+
+    def seen(statement: str) -> None:
+        if threading.get_ident() == loop_thread:
+            on_loop.append(statement)
+
+    async with responder(harness.settings, metrics=Metrics()) as worker:
+        worker.ledger.db.set_trace_callback(seen)
+        result = await worker.run_once()
+
+    assert [r.outcome for r in result.reports] == ["approved"] * 3
+    assert (result.answers_sent, result.digests_sent) == (2, 1)  # one answer, then a digest
+    assert on_loop == []
