@@ -10,7 +10,8 @@ One pass (``responder once``; ``responder run`` repeats it whenever mail arrives
 4. post the decisions in batches as their tickets come in, and confirm Halo recorded
    them (from the POST's answer, else a re-read); at ``halo.pass_deadline_seconds`` the
    pass stops waiting, reads under way serve the next pass, which starts at once;
-5. queue one answer per human message in the ledger's outbox, then send the outbox;
+5. queue one answer per human message in the ledger's outbox, then send the outbox
+   (``outbox.py``: the hourly limit per person and digests);
 6. file each message in its folder, only after its work is recorded.
 
 Every step is recorded in the ledger first, so a crash at any point resumes on the
@@ -26,7 +27,6 @@ import logging
 import multiprocessing
 import pickle
 import socket
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,25 +36,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from responder import ledger as states
-from responder.answers import compose, template_environment
+from responder.answers import template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
-from responder.digest import Entry, compose_digest, entry_for
 from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
-from responder.ledger import Ledger, OutboxItem, Row
+from responder.ledger import Ledger, Row
 from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.message import Facts, analyse
 from responder.metrics import Metrics
+from responder.outbox import Outbox
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
 from responder.senders import Sender
-from responder.senders.smtp import SmtpError
 from responder.tickets import Approver, Result, Submission, Ticket
 
 log = logging.getLogger("responder")
 T = TypeVar("T")
 
 DkimVerifier = Callable[[bytes], Sequence[DkimResult]]
-MAX_ANSWER_ATTEMPTS = 50  # real delivery attempts (refusals), not passes while SMTP is down
 BIG_MESSAGE = 256 * 1024  # bytes of text: analysed in a process of its own
 READ_REUSE_SECONDS = 120.0  # a ticket read kept for the next pass serves it this long
 
@@ -148,9 +146,8 @@ class Responder:
         self.name = name  # the config instance, in logs and metrics
         self._progress = progress or (lambda text: None)  # a backlog's progress, for a terminal
         self.rules = Rules.from_settings(settings)
-        self.templates = template_environment(settings.answers.templates)
-        self._over_limit = OverLimit()
-        self._digests_sent = 0  # since the last pass's report
+        self.outbox = Outbox(settings, ledger, smtp, template_environment(
+            settings.answers.templates))
         # Ticket reads, kept across passes: a read the pass deadline cut short finishes in
         # the background and serves the next pass (a backlog drains at the budget's pace).
         self._reads: dict[int, _Read] = {}
@@ -220,8 +217,9 @@ class Responder:
         for item in items:
             await self._off(self._record_safely, item)
         self._progress("sending answers")
-        result.answers_sent, result.answers_failed = await self.send_outbox()
-        result.digests_sent, self._digests_sent = self._digests_sent, 0
+        sent = await self.outbox.send(self._off)
+        result.answers_sent, result.answers_failed = sent.answers, sent.failed
+        result.digests_sent = sent.digests
         for done, item in enumerate(items, 1):
             await self._file(item)
             result.reports.append(self._report(item))
@@ -639,23 +637,8 @@ class Responder:
             item.plan = Plan(Outcome.PENDING, f"internal error: {type(exc).__name__}: {exc}")
 
     def _queue_answer(self, item: Item) -> None:
-        """Queue the answer; over the hourly limit, hold it for a digest or (loops) drop it."""
-        plan, facts = item.plan, item.facts
-        assert plan is not None
-        wanted = plan.answered and facts.sender and self.settings.answers.enabled
-        limit = self.settings.security.answers_per_sender_per_hour
-        if wanted and facts.sender:
-            if self.ledger.answers_to(facts.sender, timedelta(hours=1)) < limit:
-                msg = compose(self.templates, facts, plan, item.ticket,
-                              sender=self.settings.answer_from, parsing=self.settings.parsing)
-                self.ledger.queue_answer(facts.key, facts.sender, msg.as_bytes())
-            elif self._may_digest(item):
-                entry = entry_for(facts, plan, item.ticket).dumps()
-                if self.ledger.hold_answer(facts.key, facts.sender, entry):
-                    self._over_limit.held[facts.sender] += 1
-            else:
-                self._over_limit.dropped[facts.sender] += 1
-        self.ledger.record(facts.key, state=states.ANSWERED)
+        assert item.plan is not None
+        self.outbox.queue(item.facts, item.plan, item.ticket, lambda: self._may_digest(item))
 
     def _may_digest(self, item: Item) -> bool:
         """Only a person proven to be the sender gets answers past the limit (as digests)."""
@@ -664,83 +647,6 @@ class Responder:
             return False
         verdict = item.verdict or self._authenticate(item)  # resumed: not judged this pass
         return verdict.trusted and verdict.method != "policy-off"
-
-    def _bundle_digests(self) -> None:
-        """One digest per person with held answers, unless they had one too recently."""
-        spacing = timedelta(minutes=self.settings.security.digest_minutes)
-        now = datetime.now(UTC)  # the ledger's clock, which stamps the digests
-        for recipient, held in self.ledger.held_answers().items():
-            last = self.ledger.last_digest_at(recipient)
-            recent = last is not None and now - last < spacing
-            if recent or self.ledger.digest_unsent(recipient):
-                continue  # they wait for a later pass: one digest at a time per person
-            try:
-                msg = compose_digest(
-                    self.templates, recipient, [Entry.loads(h.entry) for h in held],
-                    sender=self.settings.answer_from,
-                    start_tag=self.settings.parsing.start_tag,
-                    end_tag=self.settings.parsing.end_tag,
-                )
-            except Exception:  # a broken custom template: the answers stay held
-                log.exception("could not compose the digest to %s; retrying next pass",
-                              recipient)
-                continue
-            if self.ledger.queue_digest(recipient, msg.as_bytes(), held):
-                self._over_limit.bundled[recipient] += len(held)
-
-    def _log_over_limit(self) -> None:
-        """Once per pass, not once per message: what the hourly limit did."""
-        over, limit = self._over_limit, self.settings.security.answers_per_sender_per_hour
-        said = []
-        if over.held:
-            held = sum(over.held.values())
-            said.append(f"{_n(held, 'answer')} over the limit of {limit} per hour held for a "
-                        f"digest ({_people(over.held)})")
-        if over.bundled:
-            said.append(f"{_n(len(over.bundled), 'digest')} queued, covering "
-                        f"{_n(sum(over.bundled.values()), 'answer')} ({_people(over.bundled)})")
-        if said:
-            log.info("; ".join(said))
-        if over.dropped:
-            log.warning(
-                "not answering %s over the limit of %d per hour from senders not "
-                "authenticated as a person (%s)", _n(sum(over.dropped.values()), "message"),
-                limit, _people(over.dropped))
-        self._over_limit = OverLimit()
-
-    async def send_outbox(self) -> tuple[int, int]:
-        """Send every queued answer and digest; failures stay queued for the next pass.
-
-        The ledger's side (digests, the queue, each answer's fate) runs in the worker
-        thread like every other SQLite write; only the sending is awaited here."""
-        pending = await self._off(self._outbox_to_send)
-        try:
-            errors = await self.smtp.send_many([(p.recipient, p.raw) for p in pending])
-        except SmtpError as exc:  # not one was tried: no attempt counted
-            if pending:
-                log.warning("%d answers not sent yet: %s", len(pending), exc)
-            return 0, len(pending)
-        await self._off(self._outbox_tried, pending, errors)
-        sent = sum(e is None for e in errors)
-        self._digests_sent += sum(e is None and p.digest for p, e in zip(pending, errors,
-                                                                      strict=False))
-        return sent, len(pending) - sent
-
-    def _outbox_to_send(self) -> list[OutboxItem]:
-        self._bundle_digests()
-        self._log_over_limit()
-        for stale in self.ledger.drop_stale_answers(MAX_ANSWER_ATTEMPTS):
-            log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
-        return self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
-
-    def _outbox_tried(self, pending: list[OutboxItem], errors: Sequence[str | None]) -> None:
-        for item, error in zip(pending, errors, strict=False):
-            if error is None:
-                self.ledger.answer_sent(item)
-            else:
-                what = "digest" if item.digest else "answer"
-                log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
-                self.ledger.answer_failed(item, error)
 
     # -- 6. file ----------------------------------------------------------------
 
@@ -779,23 +685,6 @@ class Responder:
         return report
 
 
-@dataclass
-class OverLimit:
-    """What the hourly answer limit did in one pass, per recipient, for one log line."""
-
-    held: Counter[str] = field(default_factory=Counter)  # held for a digest
-    bundled: Counter[str] = field(default_factory=Counter)  # put into a digest now
-    dropped: Counter[str] = field(default_factory=Counter)  # not answered at all
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _people(counts: Counter[str], shown: int = 3) -> str:
-    names = [f"{who}: {n}" for who, n in counts.most_common(shown)]
-    more = len(counts) - shown
-    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
 _process: ProcessPoolExecutor | None = None
 
 
