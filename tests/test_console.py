@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -238,6 +239,22 @@ def test_the_overview_counts_today_and_charts_thirty_days(settings: Settings) ->
     assert [b.title.split(": ")[1] for b in chart.bars] == ["1 approved", "1 unmatched",
                                                            "1 quarantined"]
     assert chart.peak == 3 and chart.labels[-1][1] == f"{data.days[-1][0]:%d %b}"
+
+
+def test_the_chart_keeps_its_dates_and_bars_inside_the_picture() -> None:
+    """Today's date under the last bar is whole, and no bar covers "busiest day"."""
+    start = date(2026, 11, 4)
+    days = [(start + timedelta(days=n), {"approved": n % 3, "rejected": 1}) for n in range(30)]
+    chart = stacked(days)
+    glyph = 11 * 0.65  # a generous average width of the 11 px label font
+    for middle, text in chart.labels:
+        half = len(text) * glyph / 2
+        assert middle - half >= 0, text
+        assert middle + half <= chart.width, text
+    peak_text_bottom = 12 + 3
+    assert all(peak_text_bottom < bar.y and bar.y + bar.height <= chart.baseline + 0.1
+               for bar in chart.bars)
+    assert max(bar.x + bar.width for bar in chart.bars) <= chart.width
 
 
 def test_a_console_port_needs_an_argon2id_password_hash(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 against ``responder run`` with the stand-in Halo, Dovecot and the SMTP sink.
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium, which
-scripts/test.sh installs when missing. The test also refreshes the README's screenshots
-(docs/console-overview.png, docs/console-message.png).
+scripts/test.sh installs when missing. It takes the README's screenshots on the way;
+they land in a temporary folder unless ``RESPONDER_SCREENSHOTS=docs`` asks it to refresh
+docs/console-overview.png and docs/console-message.png (a test run leaves the tree alone).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.harness import Harness, gmail_reply
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs"
+SCREENSHOTS = REPO / os.environ.get("RESPONDER_SCREENSHOTS", tempfile.mkdtemp(prefix="shots-"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -163,8 +164,8 @@ def _overview_shows_the_seeded_pass(page: Page, base: str) -> None:
     expect(page.locator("ul.counts")).to_contain_text("approved 1")
     expect(page.locator("ul.counts")).to_contain_text("quarantined 1")
     assert page.locator("svg.chart rect").count() == 2  # today's bar: approved + quarantined
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "console-overview.png"), full_page=True)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "console-overview.png"), full_page=True)
     page.get_by_role("link", name="bob@example.com").click()
     expect(page.locator(".summary")).to_contain_text("sender not authenticated")
     expect(page.locator("pre.headers")).to_contain_text("Authentication-Results: mx.test")
@@ -191,7 +192,7 @@ def _release(page: Page, harness: Harness) -> None:
     answers = page.locator("article.answer")
     expect(answers).to_have_count(1)
     expect(answers.first).to_contain_text("bob@example.com")
-    page.screenshot(path=str(DOCS / "console-message.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "console-message.png"), full_page=True)
 
     assert harness.halo.approver(1234, 2)["result"] == 1  # approved in the stand-in Halo
     [row] = [r for r in harness.ledger_rows() if r["key"] == QUARANTINED]

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-WIDTH, HEIGHT, AXIS = 720, 180, 20  # the plot's size and the room left for labels below
+WIDTH, HEIGHT = 720, 180  # the plot's size
+TOP, AXIS, SIDE = 18, 20, 24  # room for the peak above, the dates below, a date's half aside
 COLOURS = {
     "approved": "#2e7d32",
     "rejected": "#c62828",
@@ -34,28 +35,28 @@ class Bar:
 @dataclass(frozen=True)
 class Chart:
     bars: list[Bar]
-    labels: list[tuple[float, str]]  # x, text under the axis (every 7th day)
-    peak: int  # the tallest day's total, written at the top
-    width: int = WIDTH
-    height: int = HEIGHT + AXIS
-    baseline: int = HEIGHT
+    labels: list[tuple[float, str]]  # x (the text's middle), under the axis (every 7th day)
+    peak: int  # the tallest day's total, written above the plot
+    width: int = SIDE + WIDTH + SIDE
+    height: int = TOP + HEIGHT + AXIS
+    baseline: int = TOP + HEIGHT
 
 
 def stacked(days: Sequence[tuple[date, dict[str, int]]]) -> Chart:
-    """One stacked bar per day, scaled to the busiest day."""
+    """One stacked bar per day, scaled to the busiest day; every label inside the picture."""
     peak = max((sum(counts.values()) for _, counts in days), default=0)
     slot = WIDTH / max(len(days), 1)
     bars: list[Bar] = []
     labels: list[tuple[float, str]] = []
     for i, (day, counts) in enumerate(days):
-        x, top = i * slot + slot * 0.1, float(HEIGHT)
+        x, top = SIDE + i * slot + slot * 0.1, float(TOP + HEIGHT)
         for group, count in counts.items():
             if not count:
                 continue
-            height = (HEIGHT - 10) * count / peak
+            height = HEIGHT * count / peak
             top -= height
             bars.append(Bar(round(x, 1), round(top, 1), round(slot * 0.8, 1), round(height, 1),
                             COLOURS.get(group, "#000"), f"{day:%a %d %b}: {count} {group}"))
         if (len(days) - 1 - i) % 7 == 0:  # weekly, ending on today
-            labels.append((round(x, 1), f"{day:%d %b}"))
+            labels.append((round(x + slot * 0.4, 1), f"{day:%d %b}"))
     return Chart(bars, labels, peak)
