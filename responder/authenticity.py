@@ -203,7 +203,11 @@ def describe(value: str) -> str:
         header = read(value)
     except Unreadable as exc:
         return f"unreadable ({exc})"
-    return "no authserv-id (Exchange Online)" if header.authserv_id == NO_ID else header.authserv_id
+    if header.authserv_id == NO_ID:
+        return "no authserv-id (Exchange Online)"
+    if header.authserv_id == EXCHANGE_ONLINE:  # the profile's name, written by someone else
+        return f'a header naming "{EXCHANGE_ONLINE}" (Exchange Online names none)'
+    return header.authserv_id
 
 
 @dataclass(frozen=True)
@@ -229,7 +233,7 @@ def trusted_block(fields: Sequence[tuple[str, str]], trusted: frozenset[str]) ->
                     f"below it counts: {value[:120]!r}")
             return _Block((), (note,))
         report = report_of(header)
-        if report.authserv_id in topmost_only:
+        if _written_by(header, topmost_only):
             stray = tuple(f"stray token in {report.authserv_id}'s header: {t}"
                           for t in dict.fromkeys(header.stray))
             return _Block((report,), stray)
@@ -239,6 +243,14 @@ def trusted_block(fields: Sequence[tuple[str, str]], trusted: frozenset[str]) ->
                     f"{names}; headers below it do not count")
             return _Block((), (note,))
     return _pinned_block(fields, pinned)
+
+
+def _written_by(header: Header, profiles: frozenset[str]) -> bool:
+    """Exchange Online's header names no authserv-id: one that names "exchange-online" is
+    somebody else's; Gmail's names ``mx.google.com``."""
+    if header.authserv_id == NO_ID:
+        return EXCHANGE_ONLINE in profiles
+    return header.authserv_id in profiles - {EXCHANGE_ONLINE}
 
 
 def _pinned_block(fields: Iterable[tuple[str, str]], trusted: frozenset[str]) -> _Block:

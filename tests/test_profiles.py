@@ -173,6 +173,17 @@ def test_a_topmost_header_with_an_authserv_id_is_not_exchange_onlines(
     assert "topmost Authentication-Results is from filter.example" in seen.reason
 
 
+@pytest.mark.parametrize("named", ["exchange-online", "EXCHANGE-ONLINE"])
+def test_a_topmost_header_naming_the_profile_is_not_exchange_onlines(named: str) -> None:
+    """The profile's name is ours: Exchange writes no authserv-id, so a header that names
+    one, even "exchange-online", was written by somebody else."""
+    raw = shapes.on_top(shapes.approval_reply(),
+                        f"Authentication-Results: {named}; dmarc=pass header.from=example.com")
+    seen = verdict(raw, EXO)
+    assert not seen.trusted
+    assert 'a header naming "exchange-online" (Exchange Online names none)' in seen.reason
+
+
 def test_arc_authentication_results_never_count(key: tuple[bytes, bytes]) -> None:
     """mx.microsoft.com's ARC copy is written by every tenant on the way out."""
     arc = ("ARC-Authentication-Results: i=1; mx.microsoft.com 1; spf=pass"
