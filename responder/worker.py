@@ -79,7 +79,7 @@ class Item:
     ticket: Ticket | None = None
     row: Row | None = None
     reconcile: bool = False  # a POST may have reached Halo before a crash: re-read first
-    halo_status: str | None = None  # what Halo answered to our decision, for the ledger
+    halo_status: str | None = None  # what each Halo call for it answered, for the ledger
     copy_of: Row | None = None  # a recent message with the same content, another Message-ID
     found: dict[int, Approver | None] = field(default_factory=dict)  # Halo's entries by seq
     refused: str | None = None  # why Halo refused this message's decision, for good
@@ -334,7 +334,7 @@ class Responder:
         self._forget_stale_reads(t for t, group in waiting.items()
                                  if any(it.reconcile for it in group))
         reads = {self._read_ticket(ticket_id): ticket_id for ticket_id in waiting}
-        claimed: set[tuple[int, int]] = set()
+        claimed: dict[tuple[int, int], Facts] = {}  # entries decided this pass, and by whom
         batch = _Batch(self, halo.batch_size, halo.batch_seconds)
         while reads and loop.time() < deadline:
             due = batch.due(self.halo.budget_pressed)
@@ -358,8 +358,9 @@ class Responder:
         return bool(waiting) or held
 
     def _plan(self, item: Item, found: Ticket | HaloError | None,
-              claimed: set[tuple[int, int]]) -> None:
+              claimed: dict[tuple[int, int], Facts]) -> None:
         """Match one message against its ticket as read (or the read's failure)."""
+        item.halo_status = _lookup_answer(_ticket_of(item) or 0, found)
         if isinstance(found, HaloError):
             item.plan = _halo_failure(found)
             return
@@ -371,7 +372,7 @@ class Responder:
         if item.copy_of is not None and not _new_round(item.plan, item.copy_of):
             item.plan = _copy(item.copy_of)
             return
-        item.plan = _unclaimed(item.plan, claimed)
+        item.plan = _unclaimed(item.plan, claimed, item.facts)
 
     def _read_ticket(self, ticket_id: int) -> asyncio.Future[Ticket | HaloError | None]:
         """The read of a ticket under way or kept from an earlier pass, else a new one."""
@@ -488,7 +489,7 @@ class Responder:
                 return
             item = todo[0][0]
             item.refused = f"Halo refused the decision: {exc}"
-            item.halo_status = f"{exc.method} {exc.path} {exc.status} {exc.excerpt}".strip()
+            _tell(item, f"{exc.method} {exc.path} {exc.status} {exc.excerpt}".strip())
             return
         except HaloError as exc:
             self._set_all(items, _halo_failure(exc), str(exc))
@@ -496,8 +497,9 @@ class Responder:
         if self.settings.halo.confirm == "reread":
             records = None
         shown = {(a.ticket_id, a.seq): a for a in records or [] if a.decided}
+        for item in {id(it): it for it, _ in todo}.values():  # once per message
+            _tell(item, f"POST /api/ticketapproval 200 ({len(subs)} in one call)")
         for item, sub in todo:
-            item.halo_status = f"POST 200 ({len(subs)} in one call)"
             if (sub.ticket_id, sub.seq) in shown:
                 item.found[sub.seq] = shown[(sub.ticket_id, sub.seq)]
 
@@ -514,7 +516,7 @@ class Responder:
                 continue
             for sub in _undecided(item):
                 item.found[sub.seq] = found.approver(sub.seq) if found else None
-            item.halo_status = f"batch refused ({exc.status}); re-read"
+            _tell(item, f"batch refused ({exc.status}); re-read")
         for item in items:
             assert item.plan is not None
             if item.plan.outcome is not Outcome.SUBMIT:
@@ -569,7 +571,7 @@ class Responder:
     def _set_all(self, items: list[Item], plan: Plan, halo_status: str) -> None:
         for item in items:
             item.plan = replace(plan, submission=item.plan.submission if item.plan else None)
-            item.halo_status = halo_status
+            _tell(item, halo_status)
 
     # -- 5. record, answer ------------------------------------------------------
 
@@ -844,15 +846,40 @@ def _undecided(item: Item) -> list[Submission]:
     return [s for s in subs if not _decided(item.found.get(s.seq))]
 
 
-def _unclaimed(plan: Plan, claimed: set[tuple[int, int]]) -> Plan:
-    """Each entry is decided once per pass: entries an earlier message took are dropped."""
+def _unclaimed(plan: Plan, claimed: dict[tuple[int, int], Facts], facts: Facts) -> Plan:
+    """Each entry is decided once per pass: entries an earlier message took are dropped.
+
+    When every entry went to a message with the same content (the same reply delivered
+    twice, or a copy arriving while the original waited for Halo), this one is a copy:
+    filed without an answer, as a copy found in the ledger is."""
     if plan.outcome is not Outcome.SUBMIT:
         return plan
+    taken = [claimed[e] for e in ((s.ticket_id, s.seq) for s in plan.submissions)
+             if e in claimed]
     free = [s for s in plan.submissions if (s.ticket_id, s.seq) not in claimed]
-    claimed.update((s.ticket_id, s.seq) for s in plan.submissions)
-    if not free:
-        return Plan(Outcome.ALREADY_DECIDED, "decided by an earlier message")
-    return replace(plan, submission=free[0], extra=tuple(free[1:]))
+    for s in free:
+        claimed[(s.ticket_id, s.seq)] = facts
+    if free:
+        return replace(plan, submission=free[0], extra=tuple(free[1:]))
+    if facts.content_hash and all(f.content_hash == facts.content_hash for f in taken):
+        return Plan(Outcome.DUPLICATE, f"same content as {taken[0].key}")
+    return Plan(Outcome.ALREADY_DECIDED, "decided by an earlier message")
+
+
+def _lookup_answer(ticket_id: int, found: Ticket | HaloError | None) -> str:
+    """What the ticket read answered, for the ledger and the console."""
+    if isinstance(found, HaloError):
+        return f"GET ticket {ticket_id}: {found}"
+    if found is None:
+        return f"GET /api/tickets/{ticket_id} 404 (no such ticket)"
+    pending = sum(not a.decided for a in found.approvers)
+    return (f"GET /api/tickets/{ticket_id} 200 ({len(found.entries)} approval entries, "
+            f"{pending} pending)")
+
+
+def _tell(item: Item, answer: str) -> None:
+    """Add one Halo answer to what the message's Halo calls have answered so far."""
+    item.halo_status = f"{item.halo_status}; {answer}" if item.halo_status else answer
 
 
 def _halo_failure(exc: HaloError) -> Plan:

@@ -306,6 +306,7 @@ async def test_retry_and_resend_from_the_console_against_real_servers(harness: H
         await sign_in(client)
         html = (await client.get(page)).text
         assert "/actions/release" not in html  # not quarantined
+        assert "GET /api/tickets/1400 404 (no such ticket)" in html  # what Halo answered
         reply = await client.post("/actions/retry", data={
             "csrf": csrf_of(html), "key": msgid, "instance": "default"})
         assert reply.status_code == 303 and "done=retried" in reply.headers["location"]
@@ -316,6 +317,9 @@ async def test_retry_and_resend_from_the_console_against_real_servers(harness: H
         assert harness.halo.approver(1400, 1)["result"] == 1
         html = (await client.get(page)).text
         assert 'class="outcome approved"' in html
+        assert "seq 1, action 2" in html
+        assert ("GET /api/tickets/1400 200 (1 approval entries, 1 pending); "
+                "POST /api/ticketapproval 200 (1 in one call)") in html
         first = re.search(r'name="answer" value="(\d+)"', html)
         assert first is not None and len(harness.answers()) == 2
         reply = await client.post("/actions/resend", data={

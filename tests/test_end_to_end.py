@@ -52,11 +52,14 @@ async def test_an_outlook_approval_is_recorded_answered_filed_and_remembered(
     assert (row["message_id"], row["sender"], row["ticket_id"], row["seq"]) == (
         original_id, "alice@example.com", 1234, 1)
     assert (row["decision"], row["outcome"], row["state"]) == ("approve", "approved", "filed")
+    looked_up, posted = row["halo_status"].split("; ")[:2]  # every Halo answer, in order
+    assert looked_up == "GET /api/tickets/1234 200 (2 approval entries, 2 pending)"
+    assert posted == "POST /api/ticketapproval 200 (1 in one call)"
     if harness.halo.post_returns_records:
-        assert row["halo_status"] == "POST 200 (1 in one call); result 1 in its answer"
+        assert row["halo_status"].endswith("; result 1 in its answer")
         assert harness.halo.count("GET", "/api/tickets/1234") == 1
     else:  # nothing in the POST's answer proves it: the ticket is read again
-        assert row["halo_status"] == "POST 200 (1 in one call); re-read shows seq 1 result 1"
+        assert row["halo_status"].endswith("; re-read shows seq 1 result 1")
         assert harness.halo.count("GET", "/api/tickets/1234") == 2
 
 

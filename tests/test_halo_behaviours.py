@@ -187,6 +187,36 @@ async def test_a_second_round_answered_the_same_way_is_acted_on(harness: Harness
     assert len(harness.answers()) == 2 and harness.halo.duplicate_decisions == 0
 
 
+async def test_a_reply_delivered_twice_in_one_pass_is_answered_once(harness: Harness) -> None:
+    harness.halo.add_ticket(1800, "Change", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    harness.deliver(button_reply("<twice-a@example.com>"))
+    harness.deliver(button_reply("<twice-b@example.com>"))  # the same reply, another id
+
+    result = await harness.once()
+
+    assert [r.outcome for r in result.reports] == ["approved", "duplicate"]
+    assert len(harness.answers()) == 1 and len(harness.posts()) == 1
+    assert harness.folder("INBOX") == []
+
+
+async def test_a_copy_arriving_while_the_original_waits_for_halo_is_answered_once(
+    harness: Harness,
+) -> None:
+    harness.halo.add_ticket(1800, "Change", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    harness.deliver(button_reply("<waiting@example.com>"))
+    harness.halo.faults.fail_next(503, times=50, path_prefix="/api/tickets")
+    assert [r.outcome for r in (await harness.once()).reports] == ["pending"]
+    harness.halo.faults.clear()
+    harness.deliver(button_reply("<resent-meanwhile@example.com>"))
+
+    result = await harness.once()
+
+    assert [r.outcome for r in result.reports] == ["approved", "duplicate"]
+    assert len(harness.answers()) == 1 and len(harness.posts()) == 1
+
+
 async def test_a_copy_under_another_message_id_is_a_copy_only_while_recent(
     harness: Harness,
 ) -> None:
