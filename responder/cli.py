@@ -592,8 +592,8 @@ def _backup(args: argparse.Namespace) -> int:
         if len(instances) > 1:
             target = target.with_name(f"{target.stem}-{name}{target.suffix}")
         version, count = backup(settings.state.path, target)
-        print(f"backed up {settings.state.path} to {target}: {count} messages, "
-              f"schema version {version}")
+        print(f"backed up {settings.state.path} to {target}: {count} message"
+              f"{'' if count == 1 else 's'}, schema version {version}")
     return OK
 
 

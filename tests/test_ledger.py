@@ -1,5 +1,6 @@
 """The ledger remembers every message, so nothing is acted on or answered twice."""
 
+import re
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -151,3 +152,13 @@ def test_a_digest_takes_its_held_answers_as_one_unit(tmp_path: Path) -> None:
     ledger.answer_sent(digest)
     ledger.answer_sent(answer)
     assert ledger.outbox_size() == 1 and ledger.last_digest_at("alice@example.com") is not None
+
+
+def test_the_readmes_upgrade_and_backup_samples_show_the_current_schema() -> None:
+    """The README's sample outputs name the schema version this release writes."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    sample = r"ledger\.sqlite3(?:,| to \S+: \d+ messages,) schema version (\d+)"
+    started = re.findall(sample, readme)
+    assert len(started) == 2 and {int(n) for n in started} == {len(MIGRATIONS)}  # run, backup
+    assert f"schema version {len(MIGRATIONS)} ({MIGRATIONS[-1][0]})" in readme  # the log
+    assert f"this one knows up to {len(MIGRATIONS)}" in readme
