@@ -226,6 +226,9 @@ class GraphSettings(Section):
     authority: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     timeout: float = Field(default=30.0, gt=0)
+    # Requests in flight on this mailbox from this process (Outlook allows 4 per app and
+    # mailbox): processes sharing one mailbox split the 4 between them.
+    concurrency: int = Field(default=4, ge=1, le=4)
 
     @model_validator(mode="after")
     def _one_credential(self) -> GraphSettings:

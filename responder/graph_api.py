@@ -4,7 +4,8 @@ One ``GraphClient`` per mailbox, shared by the Graph mailbox and the Graph sende
 that together they keep to what Exchange Online allows one app on one mailbox:
 
 - at most 4 requests in flight (Outlook's per-mailbox concurrency limit; more get 429
-  "MailboxConcurrency");
+  "MailboxConcurrency"), counted for every client on that mailbox in the process (two
+  instances on one mailbox, the console's actions), ``graph.concurrency`` of them;
 - a budget of ``BUDGET_REQUESTS`` per ``BUDGET_WINDOW`` seconds, half of Outlook's 10,000
   per 10 minutes per app and mailbox, so that a second instance (same app) fits beside us;
 - a 429 or 503 waits for its ``Retry-After`` (else backs off) and is retried, at most
@@ -21,6 +22,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,6 +38,9 @@ from responder.oauth import GRAPH_SCOPE, MicrosoftTokens, TokenError, TokenSourc
 log = logging.getLogger("responder.graph")
 
 CONCURRENCY = 4  # Outlook's limit of concurrent requests per app and mailbox
+# The gate of each mailbox, per event loop (a semaphore serves one loop only).
+_Gates = dict[tuple[str, str], asyncio.Semaphore]
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gates] = weakref.WeakKeyDictionary()
 BUDGET_REQUESTS, BUDGET_WINDOW = 5000, 600.0  # Outlook allows 10,000 per 10 min per app+mailbox
 MAX_RETRIES = 4
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
@@ -87,6 +92,15 @@ def error_code(response: httpx.Response) -> tuple[str, str]:
     return str(error.get("code") or ""), (message[0][:200] if message else "")
 
 
+def mailbox_gate(settings: GraphSettings) -> asyncio.Semaphore:
+    """The one gate of a mailbox in this process: every client on it waits at the same one."""
+    gates = _GATES.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.graph_url.rstrip("/").lower(), settings.mailbox.lower())
+    if key not in gates:
+        gates[key] = asyncio.Semaphore(min(settings.concurrency, CONCURRENCY))
+    return gates[key]
+
+
 class GraphClient:
     """Requests to ``graph_url`` as the app, for one mailbox (``user_path``)."""
 
@@ -118,7 +132,7 @@ class GraphClient:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.timeout,
                                            transport=self._transport)
-            self._gate = asyncio.Semaphore(CONCURRENCY)
+            self._gate = mailbox_gate(self.settings)
 
     async def close(self) -> None:
         self._users = max(self._users - 1, 0)

@@ -157,16 +157,18 @@ async def test_two_instances_on_one_mailbox_never_both_act(gh: GraphHarness) -> 
             {"emailaddress": approver, "seq": 1, "actionnumber": 1}])
         gh.deliver(gmail_reply(approver, ticket, "Approve"))
     gh.graph.latency = 0.01  # so the two passes interleave
+    gh.graph.peak_in_flight = 0
     first = GraphHarness(gh.graph, gh.halo, gh.state_dir / "a")
     second = GraphHarness(gh.graph, gh.halo, gh.state_dir / "b")
     for other in (first, second):
         other.mailbox, other.client_id, other.secret = gh.mailbox, gh.client_id, gh.secret
 
     one, two = await asyncio.gather(first.once(owner="one"), second.once(owner="two"))
-    # Eight requests at once on one mailbox is over Outlook's four: some were refused (429)
-    # and retried; an answer refused too often waits in its instance's outbox.
-    await asyncio.gather(first.once(owner="one"), second.once(owner="two"))  # the outboxes
 
+    # One process: both instances wait at the mailbox's one gate of four, so Outlook's
+    # limit is never crossed and nothing is refused.
+    assert gh.graph.peak_in_flight == 4
+    assert not [r for r in gh.requests() if r.status == 429]
     decided = [r for r in one.reports + two.reports if r.outcome == "approved"]
     assert len(decided) == 20
     assert sorted(r.ticket_id for r in decided) == list(tickets)  # each exactly once
@@ -346,6 +348,23 @@ async def test_at_most_four_requests_at_once(gh: GraphHarness) -> None:
     assert len([r for r in result.reports if r.outcome == "approved"]) == 12
     assert gh.graph.peak_in_flight == 4
     assert not [r for r in gh.requests() if r.status == 429]
+
+
+async def test_processes_sharing_a_mailbox_split_the_four_with_graph_concurrency(
+    gh: GraphHarness,
+) -> None:
+    gh.graph.latency = 0.05
+    gh.graph.peak_in_flight = 0
+    gh.overrides = {"graph": {"concurrency": 2}}
+    for n in range(8):
+        gh.halo.add_ticket(3100 + n, "t", [{"emailaddress": "alice@example.com", "seq": 1,
+                                            "actionnumber": 1}])
+        gh.deliver(gmail_reply("alice@example.com", 3100 + n, "Approve"))
+
+    result = await gh.once()
+
+    assert [r.outcome for r in result.reports] == ["approved"] * 8
+    assert gh.graph.peak_in_flight == 2
 
 
 async def test_a_restart_resumes_from_the_delta_link_and_an_expired_link_rescans(
