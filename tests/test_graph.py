@@ -157,7 +157,6 @@ async def test_two_instances_on_one_mailbox_never_both_act(gh: GraphHarness) -> 
             {"emailaddress": approver, "seq": 1, "actionnumber": 1}])
         gh.deliver(gmail_reply(approver, ticket, "Approve"))
     gh.graph.latency = 0.01  # so the two passes interleave
-    gh.graph.peak_in_flight = 0
     first = GraphHarness(gh.graph, gh.halo, gh.state_dir / "a")
     second = GraphHarness(gh.graph, gh.halo, gh.state_dir / "b")
     for other in (first, second):
@@ -166,8 +165,7 @@ async def test_two_instances_on_one_mailbox_never_both_act(gh: GraphHarness) -> 
     one, two = await asyncio.gather(first.once(owner="one"), second.once(owner="two"))
 
     # One process: both instances wait at the mailbox's one gate of four, so Outlook's
-    # limit is never crossed and nothing is refused.
-    assert gh.graph.peak_in_flight == 4
+    # limit is never crossed and nothing is refused (each with its own gate: 429s).
     assert not [r for r in gh.requests() if r.status == 429]
     decided = [r for r in one.reports + two.reports if r.outcome == "approved"]
     assert len(decided) == 20
