@@ -147,7 +147,7 @@ class StandinGraph:
         self.mailboxes: dict[str, Mailbox] = {}
         self._apps: dict[str, App] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # token -> (client id, expiry)
-        self._throttle: list[float] = []  # Retry-After of the next 429s
+        self._throttle: list[tuple[int, float]] = []  # status, Retry-After of the next refusals
         self._in_flight: dict[str, int] = {}
         self._min_seq: dict[str, int] = {}  # delta tokens older than this: 410
         self._rounds: dict[str, tuple[list[str], int, str]] = {}  # skiptoken -> the round
@@ -327,10 +327,10 @@ class StandinGraph:
 
     # -- faults --
 
-    def throttle_next(self, times: int = 1, retry_after: float = 1.0) -> None:
-        """Answer the next ``times`` Graph requests 429 with this Retry-After."""
+    def throttle_next(self, times: int = 1, retry_after: float = 1.0, status: int = 429) -> None:
+        """Answer the next ``times`` Graph requests 429 (or 503) with this Retry-After."""
         with self._lock:
-            self._throttle += [retry_after] * times
+            self._throttle += [(status, retry_after)] * times
 
     def expire_delta_links(self, address: str) -> None:
         """Every delta link issued so far for this mailbox answers 410 from now on."""
@@ -390,14 +390,14 @@ class StandinGraph:
 
     # -- admission (throttling) --
 
-    def admit(self, address: str) -> float | None:
-        """None to go ahead, else the Retry-After of a 429."""
+    def admit(self, address: str) -> tuple[int, float] | None:
+        """None to go ahead, else the status (429, 503) and Retry-After of a refusal."""
         with self._lock:
             if self._throttle:
                 return self._throttle.pop(0)
             running = self._in_flight.get(address, 0) + 1
             if running > self.max_concurrent:
-                return 1.0
+                return 429, 1.0
             self._in_flight[address] = running
             self.peak_in_flight = max(self.peak_in_flight, running)
             return None
@@ -518,12 +518,13 @@ class _Handler(BaseHTTPRequestHandler):
             if box is None:
                 raise _error(404, "ErrorInvalidUser",
                              f"The requested user '{address}' is invalid.")
-            retry = graph.admit(address.lower())
-            if retry is not None:
-                raise _Reply(429, {"error": {"code": "ApplicationThrottled", "message":
-                                             "Application is over its MailboxConcurrency "
-                                             "limit."}},
-                             headers={"Retry-After": f"{retry:g}"})
+            refused = graph.admit(address.lower())
+            if refused is not None:
+                status, retry = refused
+                error = ({"code": "ApplicationThrottled", "message": "Application is over its "
+                          "MailboxConcurrency limit."} if status == 429 else
+                         {"code": "ServiceUnavailable", "message": "Service Unavailable"})
+                raise _Reply(status, {"error": error}, headers={"Retry-After": f"{retry:g}"})
             try:
                 if graph.latency:
                     time.sleep(graph.latency)

@@ -256,21 +256,27 @@ async def test_exchange_onlines_stamps_are_read_through_graph(
     assert row["auth_verdict"] == "dmarc=pass for example.com (exchange-online)"
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["value", "headers-and-body"])
 @pytest.mark.parametrize("hidden", [False, True], ids=["authas-shown", "authas-hidden"])
-async def test_an_internal_reply_through_graph(gh: GraphHarness, hidden: bool) -> None:
+async def test_an_internal_reply_through_graph(
+    gh: GraphHarness, hidden: bool, large: bool
+) -> None:
     """Whether Graph shows X-MS-Exchange-Organization-AuthAs is unconfirmed: shown, an
-    internal reply is approved under exchange_internal; hidden, it is quarantined."""
+    internal reply is approved under exchange_internal; hidden, it is quarantined. Read
+    whole or from internetMessageHeaders (too large for $value), the same."""
     gh.graph.hide_organization_headers = hidden
     gh.overrides = {"security": {"trusted_authserv_id": ["exchange-online"],
                                  "exchange_internal": True,
                                  "internal_domains": ["example.com"]}}
-    gh.deliver(shapes.exo_internal(shapes.approval_reply()))
+    message = shapes.approval_reply()
+    gh.deliver(shapes.exo_internal(_large(message) if large else message))
     try:
         result = await gh.once()
     finally:
         gh.graph.hide_organization_headers = False
     assert [r.outcome for r in result.reports] == ["quarantined" if hidden else "approved"]
     assert (gh.halo.approver(1234, 1)["result"] == 1) is not hidden
+    assert bool(gh.requests("GET", "/$value")) is not large
 
 
 async def test_headers_left_out_by_graph_leave_the_message_untrusted(
@@ -288,15 +294,16 @@ async def test_headers_left_out_by_graph_leave_the_message_untrusted(
     assert [r.outcome for r in result.reports] != ["approved"]
 
 
-async def test_throttling_is_obeyed(gh: GraphHarness) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+async def test_throttling_is_obeyed(gh: GraphHarness, status: int) -> None:
     gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
-    gh.graph.throttle_next(2, retry_after=1.0)
+    gh.graph.throttle_next(2, retry_after=1.0, status=status)
     started = time.monotonic()
 
     result = await gh.once()
 
     assert [r.outcome for r in result.reports] == ["approved"]
-    refused = [r for r in gh.requests() if r.status == 429]
+    refused = [r for r in gh.requests() if r.status == status]
     assert len(refused) == 2
     after = [r for r in gh.requests() if r.at > refused[-1].at]
     assert after and after[0].at - refused[-1].at >= 0.95  # waited for Retry-After
