@@ -227,6 +227,22 @@ async def test_the_list_filters_and_pages(
     assert (await client.get("/messages?sender=%25")).text.count("<tr>") == 2  # "%" is literal
 
 
+async def test_the_list_shows_every_instance_and_filters_by_one(tmp_path: Path) -> None:
+    sites = {name: settings_for(tmp_path / name) for name in ("north", "south")}
+    for name, site in sites.items():
+        for i in range(3):
+            seed(site, f"<{name}{i}@x>", sender=f"{name}{i}@example.com")
+    app = with_security_headers(create_app(Console(sites, sites["north"].web)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8443") as client:
+        await sign_in(client)
+        both = (await client.get("/messages")).text
+        south = (await client.get("/messages?instance=south")).text
+    assert both.count("<tr>") == 7 and "north0@example.com" in both
+    assert south.count("<tr>") == 4
+    assert "south2@example.com" in south and "north0@example.com" not in south
+
+
 def test_the_overview_counts_today_and_charts_thirty_days(settings: Settings) -> None:
     seed(settings, "<a@x>", outcome="approved")
     seed(settings, "<b@x>", outcome="not-approver")
