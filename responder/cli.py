@@ -254,7 +254,7 @@ def _add_audit(sub: Any) -> None:
     p = _command(
         sub, "audit", _audit, "export the ledger: every message, its evidence and outcome",
         "One row per message: sender, authentication verdict, ticket, approver seq,\n"
-        "decision, note, outcome, Halo's answer and times (UTC).",
+        "decision, note, outcome, Halo's answers and times (UTC).",
         "  responder audit --config config.toml > ledger.csv\n"
         "  responder audit -c config.toml --json --since 2026-11-01\n"
         "  responder audit -c config.toml --format json --since 2026-11-01T09:30+01:00",

@@ -37,7 +37,6 @@ from responder.oauth import GRAPH_SCOPE, MicrosoftTokens, TokenError, TokenSourc
 
 log = logging.getLogger("responder.graph")
 
-CONCURRENCY = 4  # Outlook's limit of concurrent requests per app and mailbox
 # The gate of each mailbox, per event loop (a semaphore serves one loop only).
 _Gates = dict[tuple[str, str], asyncio.Semaphore]
 _GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gates] = weakref.WeakKeyDictionary()
@@ -97,7 +96,7 @@ def mailbox_gate(settings: GraphSettings) -> asyncio.Semaphore:
     gates = _GATES.setdefault(asyncio.get_running_loop(), {})
     key = (settings.graph_url.rstrip("/").lower(), settings.mailbox.lower())
     if key not in gates:
-        gates[key] = asyncio.Semaphore(min(settings.concurrency, CONCURRENCY))
+        gates[key] = asyncio.Semaphore(settings.concurrency)  # 1-4: Outlook allows 4
     return gates[key]
 
 

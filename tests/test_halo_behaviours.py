@@ -164,14 +164,18 @@ async def test_a_decision_for_an_entry_halo_shows_decided_is_never_posted(
 
 # -- copies and new rounds ---------------------------------------------------------------
 
+def alice_asked_to_approve(harness: Harness) -> None:
+    harness.halo.add_ticket(1800, "Change", [
+        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+
+
 def button_reply(msgid: str) -> bytes:
     """The same one-word reply each time (a phone's canned answer): only the id differs."""
     return gmail_reply("alice@example.com", 1800, "Approve", msgid=msgid)
 
 
 async def test_a_second_round_answered_the_same_way_is_acted_on(harness: Harness) -> None:
-    harness.halo.add_ticket(1800, "Change", [
-        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    alice_asked_to_approve(harness)
     harness.deliver(button_reply("<round1@example.com>"))
     await harness.once()
     harness.halo.add_ticket(1800, "Change", [  # the change was sent round again: a new entry
@@ -188,8 +192,7 @@ async def test_a_second_round_answered_the_same_way_is_acted_on(harness: Harness
 
 
 async def test_a_reply_delivered_twice_in_one_pass_is_answered_once(harness: Harness) -> None:
-    harness.halo.add_ticket(1800, "Change", [
-        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    alice_asked_to_approve(harness)
     harness.deliver(button_reply("<twice-a@example.com>"))
     harness.deliver(button_reply("<twice-b@example.com>"))  # the same reply, another id
 
@@ -203,8 +206,7 @@ async def test_a_reply_delivered_twice_in_one_pass_is_answered_once(harness: Har
 async def test_a_copy_arriving_while_the_original_waits_for_halo_is_answered_once(
     harness: Harness,
 ) -> None:
-    harness.halo.add_ticket(1800, "Change", [
-        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    alice_asked_to_approve(harness)
     harness.deliver(button_reply("<waiting@example.com>"))
     harness.halo.faults.fail_next(503, times=50, path_prefix="/api/tickets")
     assert [r.outcome for r in (await harness.once()).reports] == ["pending"]
@@ -220,8 +222,7 @@ async def test_a_copy_arriving_while_the_original_waits_for_halo_is_answered_onc
 async def test_a_copy_under_another_message_id_is_a_copy_only_while_recent(
     harness: Harness,
 ) -> None:
-    harness.halo.add_ticket(1800, "Change", [
-        {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 2}])
+    alice_asked_to_approve(harness)
     harness.deliver(button_reply("<first@example.com>"))
     await harness.once()
     harness.deliver(button_reply("<resent@example.com>"))  # a mail system's second copy

@@ -79,19 +79,14 @@ class Raw(logging.Handler):
 
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[io.StringIO, Raw]]:
-    """The CLI's logging (debug, with every secret configured anywhere), captured."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    """The CLI's logging (debug, with every secret configured anywhere), captured; the
+    root logger is put back afterwards by conftest's ``logging_as_it_was``."""
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
     setup_logging(1, "text", ALL)
     raw = Raw()
-    root.handlers.insert(0, raw)  # before the Redactor, which rewrites the record
-    try:
-        yield stream, raw
-    finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
+    logging.getLogger().handlers.insert(0, raw)  # before the Redactor, which rewrites it
+    yield stream, raw
 
 
 @pytest.fixture

@@ -705,19 +705,17 @@ class ImapMailbox:
         [TRYCREATE] (RFC 3501 6.4.7), which asks us to create it and try again: we do, briefly.
         """
         target = server_folder(folder, self._delimiter, self._prefix)
-        for pause in _TRYCREATE_PAUSES:
+        for pause in (*_TRYCREATE_PAUSES, None):
             self._ensure_folder(client, target)
             try:
                 self._transfer(client, uid, target)
                 return
             except IMAPClientError as exc:
-                if "TRYCREATE" not in str(exc).upper():
+                if pause is None or "TRYCREATE" not in str(exc).upper():
                     raise
                 log.info("imap folder %s not ready yet; trying again", target)
                 self._known_folders.discard(target)
                 time.sleep(pause)  # a worker thread: the event loop is not held
-        self._ensure_folder(client, target)
-        self._transfer(client, uid, target)
 
     def _transfer(self, client: Any, uid: int, target: str) -> None:
         if b"MOVE" in self._caps:
