@@ -16,12 +16,13 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from pydantic import BaseModel
 
 from responder.cli import BROKEN_PIPE, FAILED, INTERRUPTED, OK, USAGE, _parser, main
-from responder.config import ConfigError, parse_instances
+from responder.config import ConfigError, Settings, parse_instances
 
 REPO = Path(__file__).parent.parent
 README = REPO / "README.md"
@@ -125,6 +126,36 @@ def test_every_toml_block_validates(block: Block, tmp_path: Path,
             parse_instances(config)
         return
     assert parse_instances(config)
+
+
+def _section(page: Path, heading: str) -> str:
+    text = page.read_text(encoding="utf-8")
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _model(annotation: Any) -> type[BaseModel]:
+    """The section model of a Settings field (``ImapSettings | None`` -> ImapSettings)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    raise AssertionError(f"not a section: {annotation}")
+
+
+def test_every_config_key_is_documented() -> None:
+    guide = DOCS / "configuration.md"
+    for name, field in Settings.model_fields.items():
+        model = _model(field.annotation)
+        keys = [f.alias or key for key, f in model.model_fields.items()]
+        if name == "matching":
+            name, keys = "matching.aliases", []
+        section = _section(guide, f"`[{name}]`")
+        missing = [key for key in keys if f"`{key}`" not in section]
+        assert not missing, f"docs/configuration.md, [{name}]: no word about {missing}"
+
+
+def test_the_example_config_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    assert parse_instances(tomllib.loads(_with_secrets(text, tmp_path, monkeypatch)))
 
 
 def test_the_readme_shows_the_minimal_config_with_its_nine_keys() -> None:
