@@ -37,7 +37,7 @@ _ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
 # Chinese 回复/答复/转发, Japanese 返信/転送, Korean 회신/전달, Russian Ответ/Пересл, Polish
 # Odp/PD, Czech Odpověď, Turkish YNT/İLT, Greek ΑΠ/ΣΧΕΤ/ΠΡΘ, Hebrew השב/הועבר, Arabic
 # رد/إعادة توجيه, Finnish VS/VL, Swedish VB, Icelandic FS, Hungarian VÁ/TOV, Dutch Doorst.
-_LOCAL_REPLY = ("rif|res|odp|odpověď|ynt|cvp|vá|απ|σχετ|השב|رد|回复|回覆|答复|答覆|返信|"
+_LOCAL_REPLY = ("rif|res|odp|odpověď|ynt|cvp|vá|απ|σχετ|השב|תשובה|رد|回复|回覆|答复|答覆|返信|"
                 "회신|답장|ответ|отв")
 _LOCAL_FORWARD = ("vl|vb|fs|doorst|pd|tov|ilt|πρθ|הועבר|إعادة توجيه|توجيه|转发|轉寄|"
                   "轉發|転送|전달|пересл")

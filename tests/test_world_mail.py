@@ -67,8 +67,8 @@ def test_a_full_width_question_or_choice_decides_nothing(text: str) -> None:
 # -- Outlook's subject prefixes in every language it ships -----------------------------------
 
 REPLY_PREFIXES = ["RE", "AW", "SV", "VS", "Antw", "RIF", "R", "RES", "Odp", "Odpověď", "YNT",
-                  "ΑΠ", "ΣΧΕΤ", "השב", "رد", "回复", "答复", "回覆", "答覆", "返信", "회신",
-                  "답장", "Ответ", "Отв", "VÁ", "CVP"]
+                  "ΑΠ", "ΣΧΕΤ", "השב", "תשובה", "رد", "回复", "答复", "回覆", "答覆", "返信",
+                  "회신", "답장", "Ответ", "Отв", "VÁ", "CVP"]
 FORWARD_PREFIXES = ["FW", "Fwd", "WG", "TR", "RV", "ENC", "VL", "VB", "FS", "Doorst", "PD",
                     "TOV", "İLT", "ΠΡΘ", "הועבר", "إعادة توجيه", "转发", "轉寄", "転送", "전달",
                     "Пересл"]
