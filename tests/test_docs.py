@@ -32,7 +32,7 @@ MAILBOXES = ("imap", "maildir", "graph")
 
 # Documented ahead of the branch that adds them (issue 20: `responder init` and
 # `check --discover`); once they are in the parser these entries change nothing.
-ARRIVING = {("init", ""), ("check", "--discover")}
+ARRIVING = {("init", ""), ("check", "--discover"), ("check", "--newest")}
 
 # The README's minimal config: what a fragment (one or two sections) is merged into.
 MINIMAL: dict[str, Any] = {
@@ -175,19 +175,23 @@ _INVOCATION = re.compile(r"(?:^|(?<=[\s`$(/]))responder(?=[ \t])([^\n`]*)")
 _SEPARATORS = {"|", ">", "<", "&&", ";", "#", "2>", "\\"}
 
 
-def _code_text(page: Path) -> Iterator[str]:
-    """The code of a page: its fenced blocks and its inline `code` spans."""
+def _command_lines(page: Path) -> Iterator[str]:
+    """What a reader would type: sh blocks, `$ ` lines of others, inline `code` commands."""
     for block in _blocks(page):
-        yield block.text
-    yield from re.findall(r"`([^`\n]+)`", _prose(page))
+        for line in re.sub(r"\\\n", " ", block.text).splitlines():  # continued lines joined
+            if block.lang == "sh" or line.startswith("$ "):
+                yield line
+    for span in re.findall(r"`([^`\n]+)`", _prose(page)):
+        if re.match(r"(sudo |responder )", span):
+            yield span
 
 
 def _shown() -> set[tuple[str, str]]:
     """(command, long option) pairs of every `responder ...` shown; option "" = none."""
     shown: set[tuple[str, str]] = set()
     for page in PAGES:
-        for text in _code_text(page):
-            for match in _INVOCATION.finditer(text):
+        for line in _command_lines(page):
+            for match in _INVOCATION.finditer(line):
                 tokens = match.group(1).split()
                 words = [t for t in tokens if not t.startswith("-")]
                 if not words or not re.fullmatch(r"[a-z][a-z-]*", words[0]):
