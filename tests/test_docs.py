@@ -191,6 +191,7 @@ def _shown() -> set[tuple[str, str]]:
     shown: set[tuple[str, str]] = set()
     for page in PAGES:
         for line in _command_lines(page):
+            line = re.sub(r"-u responder\b", "-u USER", line)  # the user, not the command
             for match in _INVOCATION.finditer(line):
                 tokens = match.group(1).split()
                 words = [t for t in tokens if not t.startswith("-")]
