@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
+from responder.discovery import trust_summary
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
 from responder.ledger import Ledger
@@ -135,7 +136,37 @@ async def check(settings: Settings) -> list[CheckLine]:
         lines.append(CheckLine("ledger", True, str(settings.state.path)))
     except Exception as exc:
         lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
+    lines.append(CheckLine("trust", *trust_summary(settings.security)))
     return lines
+
+
+def watched(settings: Settings) -> str:
+    """The watched folder in words: ``INBOX of approvals@imap.example.com``."""
+    if settings.imap is not None:
+        return f"{settings.imap.folder} of {settings.imap.username}@{settings.imap.host}"
+    if settings.graph is not None:
+        return f"{settings.graph.folder} of {settings.graph.mailbox}"
+    assert settings.maildir is not None
+    return f"the Maildir {settings.maildir.path}"
+
+
+async def peek_headers(settings: Settings, limit: int) -> list[bytes]:
+    """The newest messages' header blocks, read without a trace (IMAP EXAMINE and
+    BODY.PEEK, a Graph GET, a Maildir read): for ``check --discover`` and ``init``."""
+    mailbox: Mailbox
+    if settings.imap is not None:
+        mailbox = ImapMailbox(settings.imap, read_only=True)
+    elif settings.graph is not None:  # no ledger: nothing of the delta state is written
+        mailbox = GraphMailbox(settings.graph, GraphClient(settings.graph))
+    else:
+        assert settings.maildir is not None
+        return await MaildirMailbox(settings.maildir).peek_headers(limit)  # open() makes dirs
+    await mailbox.open()
+    try:
+        return await mailbox.peek_headers(limit)
+    finally:
+        with contextlib.suppress(MailboxError):
+            await mailbox.close()
 
 
 async def read_ticket(settings: Settings, ticket_id: int) -> Ticket | None:

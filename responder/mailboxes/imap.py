@@ -210,8 +210,10 @@ def _batches(uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
 class ImapMailbox:
     """``Mailbox`` over IMAP: one connection, IDLE or polling, attachments left on the server."""
 
-    def __init__(self, settings: ImapSettings, tokens: TokenSource | None = None) -> None:
+    def __init__(self, settings: ImapSettings, tokens: TokenSource | None = None,
+                 *, read_only: bool = False) -> None:
         self._settings = settings
+        self._read_only = read_only  # EXAMINE, not SELECT: for discovery, nothing changes
         self._tokens = tokens if tokens is not None else token_source(settings)
         self._loop: asyncio.AbstractEventLoop | None = None  # where the token source runs
         self._mechanism = ""  # the SASL mechanism of the last OAuth2 sign-in
@@ -267,6 +269,9 @@ class ImapMailbox:
         finally:
             if self._waiting is stop:
                 self._waiting = None
+
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        return await self._call(lambda: self._retrying(lambda c: self._peek(c, limit)))
 
     async def describe(self) -> str:
         count = await self._call(lambda: self._retrying(self._count))
@@ -448,7 +453,7 @@ class ImapMailbox:
             self._caps = frozenset(c.upper() for c in client.capabilities())
             self._learn_hierarchy(client)
             self._folder = server_folder(s.folder, self._delimiter, self._prefix)
-            selected = client.select_folder(self._folder)
+            selected = client.select_folder(self._folder, readonly=self._read_only)
         except (OSError, IMAPClientError) as exc:
             raise MailboxError(f"imap {where}: folder {s.folder}: {self._scrub(exc)}") from None
         uidvalidity = selected.get(b"UIDVALIDITY")
@@ -498,6 +503,13 @@ class ImapMailbox:
     def _count(self, client: Any) -> int:
         client.noop()
         return len(client.search("ALL"))
+
+    def _peek(self, client: Any, limit: int) -> list[bytes]:
+        """The newest messages' header blocks, newest first: BODY.PEEK sets no flag."""
+        client.noop()
+        uids = sorted(client.search("ALL"))[-max(limit, 0):] if limit > 0 else []
+        data = client.fetch(uids, ["BODY.PEEK[HEADER]"]) if uids else {}
+        return [data[uid][b"BODY[HEADER]"] for uid in reversed(uids) if uid in data]
 
     def _fetch(self, client: Any, limit: int | None) -> list[Incoming]:
         client.noop()  # Dovecot shows another client's APPENDs to SEARCH only after a sync
