@@ -210,17 +210,21 @@ def test_a_missing_answer_without_a_terminal_names_its_flag(
     assert "missing --client-secret-file or --client-secret-env" in capsys.readouterr().err
 
 
-def test_a_wrong_mailbox_password_is_reported(
+def test_a_wrong_mailbox_password_or_folder_is_reported(
     harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
     args = flags(harness, tmp_path)
+    assert main([*args, "--folder", "Approvals/Nope"]) == 1
+    err = capsys.readouterr().err
+    assert "error: mailbox: imap" in err and "folder Approvals/Nope" in err
     (tmp_path / "imap_password").write_text("wrong-password\n")
-    assert main(args[:1] + ["--folder", "Nope"] + args[1:]) == 1
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert "error: mailbox: imap" in err and "login refused" in err
     assert "wrong-password" not in err
+    assert not (tmp_path / "config.toml").exists()
 
 
 # -- through a terminal ------------------------------------------------------------------
