@@ -13,6 +13,7 @@ said aloud and never chosen silently.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ from responder.config import SecuritySettings
 from responder.samples import INTERNAL, NOTHING, Fit, Sample, fit, read_sample
 
 PROFILE_NAMES = {EXCHANGE_ONLINE: "Exchange Online", GMAIL: "Gmail / Google Workspace"}
+# What may be proposed: a host name. The authserv-id comes from a header anyone can write,
+# and the proposal goes into a config file: nothing else ever reaches it.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}\.){0,10}[a-z0-9-]{1,63}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ class Discovery:
             exchange_internal=self.proposal.exchange_internal,
             internal_domains=tuple(self.proposal.internal_domains))
 
+    def block(self) -> dict[str, Any]:
+        """The proposal as the ``[security]`` table of a config."""
+        table: dict[str, Any] = {"trusted_authserv_id": list(self.proposal.trusted_authserv_id)}
+        if self.proposal.exchange_internal:
+            table |= {"exchange_internal": True,
+                      "internal_domains": list(self.proposal.internal_domains)}
+        return table
+
     def as_json(self) -> dict[str, Any]:
         return {"messages": [s.as_json() for s in self.samples], "profile": self.profile,
                 "counts": dict(self.counts), "mixed": self.mixed,
@@ -56,7 +68,8 @@ class Discovery:
 
 
 def _profile_of(sample: Sample) -> str:
-    return EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
+    profile = EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
+    return profile if _HOST.fullmatch(profile) else NOTHING
 
 
 def discover(headers: list[bytes], current: SecuritySettings) -> Discovery:
@@ -68,6 +81,8 @@ def discover(headers: list[bytes], current: SecuritySettings) -> Discovery:
     chosen = [s for s in samples if _profile_of(s) == profile]
     proposal = fit(chosen, SecuritySettings()) if profile != NOTHING else Fit()
     proposal.contradictions = []  # against an empty config: every sample "contradicts" it
+    proposal.internal_domains = [d for d in proposal.internal_domains if _HOST.fullmatch(d)]
+    proposal.exchange_internal = bool(proposal.internal_domains)
     proposed = SecuritySettings(
         trusted_authserv_id=tuple(proposal.trusted_authserv_id),
         exchange_internal=proposal.exchange_internal,
@@ -93,8 +108,14 @@ def evidence_line(sample: Sample) -> str:
     results = " ".join(r.split(" (")[0].split(" header.")[0].split(" smtp.")[0]
                        for r in sample.topmost_results) or "-"
     internal = " AuthAs Internal" if sample.fits == INTERNAL else ""
-    return (f"  {sample.name:>4} {(sample.sender or '-')[:40]:40} topmost A-R: "
-            f"{sample.topmost[:48]} [{results[:60]}]{internal} -> {_profile_of(sample)}")
+    return (f"  {sample.name:>4} {_shown(sample.sender or '-', 40):40} topmost A-R: "
+            f"{_shown(sample.topmost, 48)} [{_shown(results, 60)}]{internal} -> "
+            f"{_profile_of(sample)}")
+
+
+def _shown(text: str, width: int) -> str:
+    """Header text made safe for a terminal: no control characters (escape sequences)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:width])
 
 
 def report_lines(found: Discovery, where: str) -> list[str]:

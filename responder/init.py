@@ -325,7 +325,7 @@ def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
             a.out(line)
         if found.proposal.trusted_authserv_id and not found.mixed and a.confirm(
                 "Trust this?"):
-            return _security(found.proposal.toml()[1:])
+            return found.block()
         if not a.interactive:
             why = "the messages are stamped by more than one server" if found.mixed else \
                 "no message fits a profile"
@@ -345,13 +345,6 @@ def _trust_choice(value: str) -> str | None:
             r"authserv-id:[A-Za-z0-9.-]+", value):
         return None
     return "expected auto, exchange-online, gmail, authserv-id:NAME or off"
-
-
-def _security(lines: list[str]) -> dict[str, Any]:
-    """``key = value`` lines of a proposed block back into a mapping."""
-    import tomllib
-
-    return tomllib.loads("\n".join(lines))
 
 
 # -- the whole conversation ----------------------------------------------------------------

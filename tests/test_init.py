@@ -378,3 +378,17 @@ def test_check_fails_without_any_trust_unless_policy_is_off(
     path = write_toml(config, tmp_path / "config.toml")
     assert main(["check", "--config", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trust"]["ok"] is True
+
+
+def test_discovery_never_proposes_or_prints_what_a_hostile_header_smuggles() -> None:
+    from responder.config import SecuritySettings
+    from responder.discovery import discover, report_lines
+
+    hostile = shapes.on_top(
+        shapes.approval_reply(sender="\x1b]0;owned\x07eve@example.com"),
+        'Authentication-Results: mx.evil\\u0022]\x1b[2J; dkim=pass header.d=example.com')
+    found = discover([hostile, hostile], SecuritySettings())
+    assert found.profile == "none" and found.proposal.trusted_authserv_id == []
+    text = "\n".join(report_lines(found, "INBOX"))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "no profile fits" in text
