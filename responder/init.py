@@ -218,6 +218,9 @@ def ask_mailbox(a: Asker, folder: Path, again: bool = False) -> tuple[str, dict[
                              again=again),
             "folder": a.ask("--folder", "Watched folder", "Inbox", again=again),
         }
+        for flag, key in (("--graph-authority", "authority"), ("--graph-url", "graph_url")):
+            if getattr(a.args, _dest(flag)):  # national clouds (e.g. graph.microsoft.us)
+                section[key] = getattr(a.args, _dest(flag))
         return kind, section
     google = kind == "google"
     tls = "implicit" if google else a.ask("--imap-tls", "IMAP TLS (implicit, starttls, none)",
@@ -515,7 +518,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        ("--google-service-account-file", "Google: the service account key"),
                        ("--tenant-id", "Microsoft 365: the Entra ID tenant"),
                        ("--graph-client-id", "Microsoft 365: the app's client id"),
-                       ("--graph-mailbox", "Microsoft 365: the mailbox address")):
+                       ("--graph-mailbox", "Microsoft 365: the mailbox address"),
+                       ("--graph-authority", "Microsoft 365: the sign-in authority, for "
+                                             "national clouds (login.microsoftonline.com)"),
+                       ("--graph-url", "Microsoft 365: the Graph address, for national "
+                                       "clouds (graph.microsoft.com/v1.0)")):
         g.add_argument(flag, help=text)
     _secret_flags(g, "--imap-password", "the mailbox password")
     _secret_flags(g, "--graph-client-secret", "Microsoft 365: the app's secret")

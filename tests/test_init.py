@@ -16,15 +16,18 @@ import stat
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from responder.cli import main
+from responder.standin import StandinHalo
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
+from tests.graph_harness import GraphHarness
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, write_toml
+from tests.standin_graph import StandinGraph
 
 SECRET_ENV = "INIT_TEST_HALO_SECRET"
 
@@ -392,3 +395,78 @@ def test_discovery_never_proposes_or_prints_what_a_hostile_header_smuggles() -> 
     text = "\n".join(report_lines(found, "INBOX"))
     assert "\x1b" not in text and "\x07" not in text
     assert "no profile fits" in text
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[StandinGraph]:
+    """The stand-in Graph (HTTPS); this process trusts its CA while the module runs."""
+    with StandinGraph() as server:
+        saved = {k: os.environ.get(k) for k in server.env()}
+        os.environ.update(server.env())
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def test_check_discover_reads_a_graph_mailbox_with_gets_only(
+    graph: StandinGraph, halo: StandinHalo, tmp_path: Path, key: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gh = GraphHarness(graph, halo, tmp_path)
+    gh.overrides = {"security": {"trusted_authserv_id": "exchange-online"}}
+    config = gh.write_config(tmp_path / "config.toml")
+    for _ in range(2):
+        gh.deliver(gmail(key, 1300))
+    time.sleep(1.1)  # Graph's receivedDateTime has whole seconds
+    for _ in range(3):
+        gh.deliver(exchange_online(key, 1300))
+    tree = graph.tree(gh.mailbox)
+
+    assert main(["check", "--config", str(config), "--discover", "--newest", "3", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["counts"] == {"exchange-online": 3}
+    assert {r.method for r in graph.graph_requests(gh.mailbox)} == {"GET"}
+    assert graph.tree(gh.mailbox) == tree
+    assert not (tmp_path / f"{gh.mailbox}.sqlite3").exists()  # no delta state written
+
+
+def test_init_for_microsoft_365_through_graph(
+    graph: StandinGraph, halo: StandinHalo, tmp_path: Path, key: bytes,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    gh = GraphHarness(graph, halo, tmp_path)
+    for n in range(2):
+        gh.deliver(exchange_online(key, 1300, f"Approve {n}"))
+    tree = graph.tree(gh.mailbox)
+    monkeypatch.setenv(SECRET_ENV, halo.client_secret)
+    monkeypatch.setenv("INIT_TEST_GRAPH_SECRET", gh.secret)
+    config = tmp_path / "config.toml"
+    assert main(["init", "--yes", "--config-out", str(config),
+                 "--state-path", str(tmp_path / "ledger.sqlite3"),
+                 "--halo-url", halo.base_url, "--client-id", halo.client_id,
+                 "--client-secret-env", SECRET_ENV, "--mailbox", "graph",
+                 "--tenant-id", "contoso.onmicrosoft.com", "--graph-client-id", gh.client_id,
+                 "--graph-client-secret-env", "INIT_TEST_GRAPH_SECRET",
+                 "--graph-mailbox", gh.mailbox, "--graph-authority", graph.url,
+                 "--graph-url", graph.graph_url]) == 0
+    out = capsys.readouterr().out
+    assert f"Reply-To: {gh.mailbox}" in out
+    written = tomllib.loads(config.read_text())
+    assert "smtp" not in written  # answers leave through Graph
+    assert written["security"] == {"trusted_authserv_id": ["exchange-online"]}
+    assert graph.tree(gh.mailbox) == tree  # nothing moved, no folder made
+    changes = [r for r in graph.graph_requests(gh.mailbox) if r.method != "GET"]
+    assert [r.path.rsplit("/", 1)[-1] for r in changes] == ["sendMail"]  # the empty probe
+    assert graph.sent(gh.mailbox) == []
+
+    assert main(["check", "--config", str(config)]) == 0
+    assert "all 6 parts ok" in capsys.readouterr().out
+    gh.deliver(exchange_online(key, 1234, "Approve"))
+    assert main(["once", "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [m["outcome"] for m in result["messages"] if m["ticket_id"] == 1234] == ["approved"]
