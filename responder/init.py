@@ -223,11 +223,11 @@ def ask_mailbox(a: Asker, folder: Path, again: bool = False) -> tuple[str, dict[
                 section[key] = getattr(a.args, _dest(flag))
         return kind, section
     google = kind == "google"
-    tls = "implicit" if google else a.ask("--imap-tls", "IMAP TLS (implicit, starttls, none)",
-                                          "implicit", _one_of("implicit", "starttls", "none"),
-                                          again=again)
+    tls = a.ask("--imap-tls", "IMAP TLS (implicit, starttls, none)", "implicit",
+                _one_of("implicit", "starttls", "none"), again=again)
     section = {
-        "host": "imap.gmail.com" if google else a.ask("--imap-host", "IMAP server", again=again),
+        "host": a.ask("--imap-host", "IMAP server", "imap.gmail.com" if google else None,
+                      again=again),
         "port": int(a.ask("--imap-port", "IMAP port", "993" if tls == "implicit" else "143",
                           _port, again=again)),
         "tls": tls,
@@ -252,26 +252,25 @@ def ask_sending(a: Asker, kind: str, folder: Path, mailbox: dict[str, Any],
     def ask(*words: Any, **options: Any) -> str:
         return a.ask(*words, again=again, **options)
 
-    default = "graph" if kind == "graph" else "smtp"
-    how = ask("--send", "Answers leave by (smtp, graph)", default,
-                _one_of("smtp", "graph") if kind == "graph" else _one_of("smtp"))
+    how = ask("--send", "Answers leave by (smtp, graph)", "graph" if kind == "graph" else "smtp",
+              _one_of("smtp", "graph") if kind == "graph" else _one_of("smtp"))
     if how == "graph":
         return None
     google = kind == "google"
     user = str(mailbox.get("username") or mailbox.get("mailbox") or "")
-    tls = "implicit" if google else ask("--smtp-tls", "SMTP TLS (implicit, starttls, none)",
-                                          "starttls", _one_of("implicit", "starttls", "none"))
+    tls = ask("--smtp-tls", "SMTP TLS (implicit, starttls, none)",
+              "implicit" if google else "starttls", _one_of("implicit", "starttls", "none"))
     section: dict[str, Any] = {
-        "host": "smtp.gmail.com" if google else ask("--smtp-host", "SMTP server",
-                                                      mailbox.get("host")),
+        "host": ask("--smtp-host", "SMTP server",
+                    "smtp.gmail.com" if google else mailbox.get("host")),
         "port": int(ask("--smtp-port", "SMTP port",
-                          {"implicit": "465", "starttls": "587", "none": "25"}[tls], _port)),
+                        {"implicit": "465", "starttls": "587", "none": "25"}[tls], _port)),
         "tls": tls,
         "from": ask("--from", "Answers come from (address)", user if "@" in user else None,
-                      _address),
+                    _address),
     }
     auths = ("same-as-imap", "password", "none") if kind in ("imap", "google") else (
-        "password", "none")
+        "none", "password")  # beside a Maildir: most often the local relay
     auth = ask("--smtp-auth", f"SMTP sign-in ({', '.join(auths)})", auths[0], _one_of(*auths))
     if auth == "same-as-imap":
         section["auth"] = "same-as-imap"

@@ -470,3 +470,79 @@ def test_init_for_microsoft_365_through_graph(
     assert main(["once", "--config", str(config), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [m["outcome"] for m in result["messages"] if m["ticket_id"] == 1234] == ["approved"]
+
+
+def test_init_with_a_maildir_renames_no_file(
+    harness: Harness, tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from responder.mailboxes.maildir import deliver
+
+    maildir = tmp_path / "Maildir"
+    for n in range(3):
+        deliver(maildir, gmail(key, 1300, f"Approve {n}"))
+    files = sorted(p.relative_to(maildir) for p in maildir.rglob("*") if p.is_file())
+    monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
+    config = tmp_path / "config.toml"
+    assert main(["init", "--yes", "--config-out", str(config), "--halo-url",
+                 harness.halo.base_url, "--client-id", harness.halo.client_id,
+                 "--client-secret-env", SECRET_ENV, "--mailbox", "maildir",
+                 "--maildir", str(maildir), "--smtp-host", harness.sink.host, "--smtp-port",
+                 str(harness.sink.port), "--smtp-tls", "none", "--from", RESPONDER_ADDRESS,
+                 "--state-path", str(tmp_path / "ledger.sqlite3")]) == 0
+    assert "smtp-auth" not in capsys.readouterr().err
+    assert sorted(p.relative_to(maildir) for p in maildir.rglob("*") if p.is_file()) == files
+    written = tomllib.loads(config.read_text())
+    assert written["maildir"] == {"path": str(maildir)}
+    assert written["smtp"]["tls"] == "none" and "auth" not in written["smtp"]
+    assert written["security"] == {"trusted_authserv_id": ["mx.google.com"]}
+    assert main(["check", "--config", str(config)]) == 0
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_init_for_google_signs_in_with_the_service_account(
+    halo: StandinHalo, tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Google Workspace: XOAUTH2 with a service account's token, to IMAP and SMTP alike;
+    a Dovecot that asks the stand-in identity provider about each token plays Gmail."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.fixtures_mail import new_mail_user
+    from tests.idp import BearerSmtpSink, StandinIdp
+    from tests.servers import Dovecot
+
+    with StandinIdp() as idp, Dovecot(oauth2_introspection_url=idp.introspection_url) as imap, \
+            BearerSmtpSink(idp=idp) as smtp:
+        account = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        robot = "responder@project.iam.gserviceaccount.com"
+        idp.add_service_account(robot, account.public_key())
+        keyfile = tmp_path / "service-account.json"
+        keyfile.write_text(json.dumps({
+            "type": "service_account", "project_id": "p", "private_key_id": "k1",
+            "client_email": robot, "client_id": "1", "token_uri": idp.token_url,
+            "private_key": account.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()).decode()}))
+        user, _ = new_mail_user(imap)
+        for _ in range(2):
+            imap.append(user, "INBOX", gmail(key, 1300))
+        monkeypatch.setenv(SECRET_ENV, halo.client_secret)
+        config = tmp_path / "config.toml"
+        assert main(["init", "--yes", "--config-out", str(config),
+                     "--state-path", str(tmp_path / "ledger.sqlite3"),
+                     "--halo-url", halo.base_url, "--client-id", halo.client_id,
+                     "--client-secret-env", SECRET_ENV, "--mailbox", "google",
+                     "--imap-host", imap.host, "--imap-port", str(imap.port),
+                     "--imap-tls", "none", "--imap-user", user,
+                     "--google-service-account-file", str(keyfile),
+                     "--smtp-host", smtp.host, "--smtp-port", str(smtp.port),
+                     "--smtp-tls", "none", "--from", "approvals@service.example"]) == 0
+        out = capsys.readouterr().out
+        assert f"signed in as {user} with oauth2-google (XOAUTH2)" in out
+        written = tomllib.loads(config.read_text())
+        assert written["imap"]["auth"] == "oauth2-google"
+        assert written["smtp"]["auth"] == "same-as-imap"
+        assert written["security"] == {"trusted_authserv_id": ["mx.google.com"]}
+        assert main(["check", "--config", str(config)]) == 0
