@@ -103,14 +103,12 @@ def _fits(current: SecuritySettings, proposal: Fit) -> bool:
             and set(proposal.internal_domains) <= domains)
 
 
-def evidence_line(sample: Sample) -> str:
-    """One message in one line: who it is from, who stamped it, what it shows."""
-    results = " ".join(r.split(" (")[0].split(" header.")[0].split(" smtp.")[0]
-                       for r in sample.topmost_results) or "-"
-    internal = " AuthAs Internal" if sample.fits == INTERNAL else ""
-    return (f"  {sample.name:>4} {_shown(sample.sender or '-', 40):40} topmost A-R: "
-            f"{_shown(sample.topmost, 48)} [{_shown(results, 60)}]{internal} -> "
-            f"{_profile_of(sample)}")
+def evidence_line(sample: Sample, width: int = 28) -> str:
+    """One message in one line: who it is from, who stamped it, what it found."""
+    results = " ".join(r.split()[0] for r in sample.topmost_results if r.split()) or "-"
+    internal = ", AuthAs Internal" if sample.fits == INTERNAL else ""
+    return (f"  {sample.name:>3}  {_shown(sample.sender or '-', width):{width}}  "
+            f"{_shown(sample.topmost, 40)}: {_shown(results, 60)}{internal}")
 
 
 def _shown(text: str, width: int) -> str:
@@ -126,7 +124,9 @@ def report_lines(found: Discovery, where: str) -> list[str]:
                 "(or save one and use --sample), or choose the profile yourself"]
     lines = [f"the newest {n} message{'' if n == 1 else 's'} in {where} "
              "(read-only: nothing flagged, claimed or moved):"]
-    lines += [evidence_line(s) for s in found.samples]
+    width = min(max(len(s.sender or "-") for s in found.samples), 32)
+    lines.append(f"  {'':>3}  {'from':{width}}  topmost Authentication-Results: results")
+    lines += [evidence_line(s, width) for s in found.samples]
     seen = ", ".join(f"{count} {_name(p)}" for p, count in found.counts)
     lines.append(f"stamped by: {seen}")
     if found.profile == NOTHING:

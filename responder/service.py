@@ -143,7 +143,7 @@ async def check(settings: Settings) -> list[CheckLine]:
 def watched(settings: Settings) -> str:
     """The watched folder in words: ``INBOX of approvals@imap.example.com``."""
     if settings.imap is not None:
-        return f"{settings.imap.folder} of {settings.imap.username}@{settings.imap.host}"
+        return f"{settings.imap.folder} of {settings.imap.username} on {settings.imap.host}"
     if settings.graph is not None:
         return f"{settings.graph.folder} of {settings.graph.mailbox}"
     assert settings.maildir is not None
