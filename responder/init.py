@@ -104,6 +104,8 @@ class Asker:
             value = Path(path).read_text(encoding="utf-8").strip()
             if not value:
                 raise InitStop(f"{flag}-file: {path} is empty", USAGE)
+            if Path(path).stat().st_mode & 0o077:
+                self.out(f"  warning: {path} is readable by other users: chmod 600 it")
             return Secret(value, f"file:{Path(path).resolve()}")
         if not self.interactive:
             raise InitStop(f"missing {flag}-file or {flag}-env (no terminal to ask on)", USAGE)
@@ -539,7 +541,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust", type=_checked(_trust_choice), metavar="PROFILE",
                    help="auto (discover from the mailbox), exchange-online, gmail, "
                         "authserv-id:NAME or off")
-    g.add_argument("--newest", type=int, default=20, metavar="N",
+    g.add_argument("--newest", type=_checked(_count), default=20, metavar="N",
                    help="discovery reads the newest N messages' headers (20)")
 
 
@@ -549,10 +551,15 @@ def _secret_flags(g: Any, flag: str, text: str) -> None:
     g.add_argument(f"{flag}-env", metavar="NAME", help=f"{text}: from environment variable NAME")
 
 
-def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
+def _count(value: str) -> str | None:
+    return None if value.isdigit() and 1 <= int(value) <= 500 else "expected 1 to 500"
+
+
+def _checked(check: Callable[[str], str | None]) -> Callable[[str], Any]:
+    """An argparse type from a check; a number when the value is all digits."""
+    def parse(value: str) -> Any:
         problem = check(value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
-        return value
+        return int(value) if value.isdigit() else value
     return parse

@@ -546,3 +546,23 @@ def test_init_for_google_signs_in_with_the_service_account(
         assert written["smtp"]["auth"] == "same-as-imap"
         assert written["security"] == {"trusted_authserv_id": ["mx.google.com"]}
         assert main(["check", "--config", str(config)]) == 0
+
+
+def test_typed_env_secrets_go_to_an_environment_file_both_systemd_and_sh_read(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from responder.init import Secret, write_config
+
+    tricky = "it's $HOME `x` \\ \"q\" #1"
+    data = {"halo": {"base_url": "https://h.example", "client_id": "c",
+                     "client_secret": Secret(tricky, "env:HALO_CLIENT_SECRET")}}
+    env_file = write_config(tmp_path / "config.toml", data, [data["halo"]["client_secret"]])
+    assert env_file == tmp_path / "responder.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert tricky not in (tmp_path / "config.toml").read_text()
+    assert 'client_secret = "env:HALO_CLIENT_SECRET"' in (tmp_path / "config.toml").read_text()
+    shown = subprocess.run(["sh", "-c", f'set -a; . "{env_file}"; printf %s "$HALO_CLIENT_SECRET"'],
+                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert shown.stdout == tricky
