@@ -27,7 +27,7 @@ from responder.config import ConfigError, Settings, parse_settings
 USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
 _HINTS = {  # the OAuth error code Halo answers -> what to fix
-    "invalid_client": "the client id or secret is wrong (or the application is disabled)",
+    "invalid_client": "the client id or secret is wrong, or the application is disabled",
     "invalid_request": "Halo refused the request: check the tenant (--halo-tenant: hosted Halo "
                        "needs your tenant name, self-hosted Halo none) and --halo-auth-url",
     "invalid_scope": "the scope is not granted to this application (--scope)",
@@ -158,7 +158,7 @@ def _url(value: str) -> str | None:
 
 def ask_halo(a: Asker, folder: Path, again: bool = False) -> dict[str, Any]:
     url = a.ask("--halo-url", "Halo address", None, _url, again=again)
-    auth = a.ask("--halo-auth-url", "Halo authorisation server (blank: {address}/auth)", "",
+    auth = a.ask("--halo-auth-url", "Halo authorisation server (blank: the address + /auth)", "",
                  lambda v: None if not v else _url(v), again=again)
     tenant = a.ask("--halo-tenant", "Halo tenant (blank for self-hosted Halo)", "",
                    lambda v: None, again=again)
@@ -225,11 +225,11 @@ def ask_mailbox(a: Asker, folder: Path, again: bool = False) -> tuple[str, dict[
                 section[key] = getattr(a.args, _dest(flag))
         return kind, section
     google = kind == "google"
+    host = a.ask("--imap-host", "IMAP server", "imap.gmail.com" if google else None, again=again)
     tls = a.ask("--imap-tls", "IMAP TLS (implicit, starttls, none)", "implicit",
                 _one_of("implicit", "starttls", "none"), again=again)
     section = {
-        "host": a.ask("--imap-host", "IMAP server", "imap.gmail.com" if google else None,
-                      again=again),
+        "host": host,
         "port": int(a.ask("--imap-port", "IMAP port", "993" if tls == "implicit" else "143",
                           _port, again=again)),
         "tls": tls,
@@ -260,11 +260,11 @@ def ask_sending(a: Asker, kind: str, folder: Path, mailbox: dict[str, Any],
         return None
     google = kind == "google"
     user = str(mailbox.get("username") or mailbox.get("mailbox") or "")
+    host = ask("--smtp-host", "SMTP server", "smtp.gmail.com" if google else mailbox.get("host"))
     tls = ask("--smtp-tls", "SMTP TLS (implicit, starttls, none)",
               "implicit" if google else "starttls", _one_of("implicit", "starttls", "none"))
     section: dict[str, Any] = {
-        "host": ask("--smtp-host", "SMTP server",
-                    "smtp.gmail.com" if google else mailbox.get("host")),
+        "host": host,
         "port": int(ask("--smtp-port", "SMTP port",
                         {"implicit": "465", "starttls": "587", "none": "25"}[tls], _port)),
         "tls": tls,
