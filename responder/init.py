@@ -28,8 +28,8 @@ USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
 _HINTS = {  # the OAuth error code Halo answers -> what to fix
     "invalid_client": "the client id or secret is wrong, or the application is disabled",
-    "invalid_request": "Halo refused the request: check the tenant (--halo-tenant: hosted Halo "
-                       "needs your tenant name, self-hosted Halo none) and --halo-auth-url",
+    "invalid_request": "the token request was refused: check the tenant (--halo-tenant: "
+                       "hosted Halo needs your tenant name) and --halo-auth-url",
     "invalid_scope": "the scope is not granted to this application (--scope)",
     "unauthorized_client": "this application may not use client credentials: choose "
                            "'Client ID and Secret (Services)' in Halo",
@@ -158,10 +158,17 @@ def _url(value: str) -> str | None:
 
 def ask_halo(a: Asker, folder: Path, again: bool = False) -> dict[str, Any]:
     url = a.ask("--halo-url", "Halo address", None, _url, again=again)
-    auth = a.ask("--halo-auth-url", "Halo authorisation server (blank: the address + /auth)", "",
-                 lambda v: None if not v else _url(v), again=again)
-    tenant = a.ask("--halo-tenant", "Halo tenant (blank for self-hosted Halo)", "",
-                   lambda v: None, again=again)
+    found_auth, found_tenant = asyncio.run(authinfo(url))
+    if found_auth or found_tenant:
+        a.out(f"  Halo says (GET /api/authinfo): authorisation server {found_auth or '-'}, "
+              f"tenant {found_tenant or '-'}")
+    if found_auth.rstrip("/") == url.rstrip("/") + "/auth":
+        found_auth = ""  # the default: not written
+    auth = a.ask("--halo-auth-url", "Halo authorisation server (blank: the address + /auth)",
+                 found_auth, lambda v: None if not v else _url(v), again=again)
+    tenant = a.ask("--halo-tenant", "Halo tenant (blank for none)", found_tenant,
+                   lambda v: None if _TENANT.fullmatch(v) else "expected a tenant name",
+                   again=again)
     client = a.ask("--client-id", "API application client id", None, again=again)
     secret = a.secret("--client-secret", "API application client secret",
                       "halo_client_secret", "HALO_CLIENT_SECRET", folder, again=again)
@@ -171,6 +178,31 @@ def ask_halo(a: Asker, folder: Path, again: bool = False) -> dict[str, Any]:
     section |= {"auth_url": auth} if auth else {}
     section |= {"tenant": tenant} if tenant else {}
     return section
+
+
+_TENANT = re.compile(r"[A-Za-z0-9._-]{0,100}")
+
+
+async def authinfo(url: str) -> tuple[str, str]:
+    """Halo's own word on its authorisation server and tenant; ("", "") if it has none.
+
+    An unauthenticated GET; the answer is hostile input like any other, so only a
+    plausible https address and tenant name are taken from it.
+    """
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            response = await client.get(url.rstrip("/") + "/api/authinfo")
+        data = response.json() if response.status_code == 200 and len(
+            response.content) < 65536 else {}
+    except (httpx.HTTPError, ValueError):
+        return "", ""
+    data = data if isinstance(data, dict) else {}
+    auth, tenant = str(data.get("auth_url") or ""), str(data.get("tenant_id") or "")
+    auth = auth if len(auth) < 300 and _url(auth) is None and not re.search(r"\s", auth) \
+        else ""
+    return auth, tenant if _TENANT.fullmatch(tenant) else ""
 
 
 async def try_halo(section: dict[str, Any]) -> str:

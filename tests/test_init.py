@@ -169,7 +169,7 @@ def test_an_empty_folder_needs_trust_named(
 
 @pytest.mark.parametrize(("change", "reason"), [
     ("secret", "Halo: the client id or secret is wrong"),
-    ("tenant", "Halo: Halo refused the request: check the tenant (--halo-tenant"),
+    ("tenant", "Halo: the token request was refused: check the tenant (--halo-tenant"),
     ("scope", "cannot record decisions: give the application edit:tickets"),
     ("url", "Halo: cannot reach http://127.0.0.1:9/auth/token: check the address"),
 ])
@@ -566,3 +566,15 @@ def test_typed_env_secrets_go_to_an_environment_file_both_systemd_and_sh_read(
     shown = subprocess.run(["sh", "-c", f'set -a; . "{env_file}"; printf %s "$HALO_CLIENT_SECRET"'],
                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert shown.stdout == tricky
+
+
+def test_the_tenant_comes_from_halos_authinfo(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    harness.halo.behaviour.tenant = "standin"  # hosted Halo: the token request names it
+    monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
+    assert main(flags(harness, tmp_path, trust="gmail")) == 0
+    assert "Halo says (GET /api/authinfo): authorisation server" in capsys.readouterr().out
+    halo = tomllib.loads((tmp_path / "config.toml").read_text())["halo"]
+    assert halo["tenant"] == "standin" and "auth_url" not in halo  # the default one
