@@ -1,6 +1,6 @@
 """``responder init``: write a working config by asking, checking each answer as it is given.
 
-Every question has a flag (``QUESTIONS`` lists them), so provisioning scripts run it
+Every question has a flag (``add_arguments`` lists them), so provisioning scripts run it
 unattended; without a terminal (or with ``--yes``) a missing answer stops it with exit
 2 naming the flag. Each part is tried before the next is asked: Halo signs in, the
 mailbox opens its folder, the outgoing server answers. The trust profile is discovered
@@ -462,9 +462,10 @@ def toml_text(data: dict[str, Any]) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only (0600 even if the file was there)."""
+    """Write ``text`` readable by its owner only (0600 even if the file was there; never
+    through a symbolic link someone left in its place)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, text.encode("utf-8"))
