@@ -536,39 +536,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--secrets-dir", metavar="DIR", help="where secret files go (the config's)")
     g.add_argument("--state-path", metavar="FILE", help="the ledger ([state] path)")
     g = p.add_argument_group("Halo")
-    for flag, text in (("--halo-url", "Halo's address, https://..."),
-                       ("--halo-auth-url", "the authorisation server (hosted Halo)"),
-                       ("--halo-tenant", "the tenant (hosted Halo)"),
-                       ("--client-id", "the API application's client id"),
-                       ("--scope", "the token scope (all)")):
-        g.add_argument(flag, help=text)
+    _flags(g, (
+        ("--halo-url", "URL", "Halo's address, https://..."),
+        ("--halo-auth-url", "URL", "the authorisation server (default: what Halo says)"),
+        ("--halo-tenant", "NAME", "the tenant (default: what Halo says; '' for none)"),
+        ("--client-id", "ID", "the API application's client id"),
+        ("--scope", "SCOPE", "the token scope (all)")))
     _secret_flags(g, "--client-secret", "the API application's secret")
     g = p.add_argument_group("the mailbox")
     g.add_argument("--mailbox", choices=KINDS, help="the mailbox kind")
-    for flag, text in (("--imap-host", "IMAP server"), ("--imap-port", "IMAP port"),
-                       ("--imap-tls", "implicit, starttls or none"),
-                       ("--imap-user", "mailbox user"), ("--folder", "the watched folder"),
-                       ("--maildir", "Maildir path"),
-                       ("--google-service-account-file", "Google: the service account key"),
-                       ("--tenant-id", "Microsoft 365: the Entra ID tenant"),
-                       ("--graph-client-id", "Microsoft 365: the app's client id"),
-                       ("--graph-mailbox", "Microsoft 365: the mailbox address"),
-                       ("--graph-authority", "Microsoft 365: the sign-in authority, for "
-                                             "national clouds (login.microsoftonline.com)"),
-                       ("--graph-url", "Microsoft 365: the Graph address, for national "
-                                       "clouds (graph.microsoft.com/v1.0)")):
-        g.add_argument(flag, help=text)
+    _flags(g, (
+        ("--imap-host", "HOST", "IMAP server (google: imap.gmail.com)"),
+        ("--imap-tls", "MODE", "implicit, starttls or none"), ("--imap-port", "PORT", "IMAP port"),
+        ("--imap-user", "USER", "mailbox user (google: the address)"),
+        ("--folder", "FOLDER", "the watched folder (INBOX; graph: Inbox)"),
+        ("--maildir", "PATH", "Maildir path"),
+        ("--google-service-account-file", "FILE", "google: the service account key (JSON)"),
+        ("--tenant-id", "TENANT", "graph: the Entra ID tenant (id or domain)"),
+        ("--graph-client-id", "ID", "graph: the app's client id"),
+        ("--graph-mailbox", "ADDRESS", "graph: the mailbox address"),
+        ("--graph-authority", "URL", "graph: the sign-in authority, for national clouds"),
+        ("--graph-url", "URL", "graph: the Graph address, for national clouds")))
     _secret_flags(g, "--imap-password", "the mailbox password")
-    _secret_flags(g, "--graph-client-secret", "Microsoft 365: the app's secret")
+    _secret_flags(g, "--graph-client-secret", "graph: the app's secret")
     g.add_argument("--no-verify-tls", action="store_true",
                    help="accept a self-signed certificate (test servers only)")
     g = p.add_argument_group("answers")
-    for flag, text in (("--send", "smtp, or graph with a graph mailbox"),
-                       ("--smtp-host", "SMTP server"), ("--smtp-port", "SMTP port"),
-                       ("--smtp-tls", "implicit, starttls or none"),
-                       ("--smtp-auth", "same-as-imap, password or none"),
-                       ("--smtp-user", "SMTP user"), ("--from", "the answers' From address")):
-        g.add_argument(flag, help=text)
+    _flags(g, (
+        ("--send", "HOW", "smtp, or graph with a graph mailbox"),
+        ("--smtp-host", "HOST", "SMTP server (default: the IMAP server)"),
+        ("--smtp-tls", "MODE", "implicit, starttls or none"), ("--smtp-port", "PORT", "SMTP port"),
+        ("--from", "ADDRESS", "the answers' From address"),
+        ("--smtp-auth", "HOW", "same-as-imap, password or none"),
+        ("--smtp-user", "USER", "SMTP user")))
     _secret_flags(g, "--smtp-password", "the SMTP password")
     g = p.add_argument_group("trust")
     g.add_argument("--trust", type=_checked(_trust_choice), metavar="PROFILE",
@@ -576,6 +576,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "authserv-id:NAME or off")
     g.add_argument("--newest", type=_checked(_count), default=20, metavar="N",
                    help="discovery reads the newest N messages' headers (20)")
+
+
+def _flags(g: Any, flags: tuple[tuple[str, str, str], ...]) -> None:
+    for flag, metavar, text in flags:
+        g.add_argument(flag, metavar=metavar, help=text)
 
 
 def _secret_flags(g: Any, flag: str, text: str) -> None:
