@@ -386,7 +386,8 @@ def _check(args: argparse.Namespace) -> int:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
             for ln in lines:
-                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+                detail = ln.detail.replace("--config CONFIG", f"--config {args.config}")
+                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {detail}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     else:

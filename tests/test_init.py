@@ -374,7 +374,8 @@ def test_check_fails_without_any_trust_unless_policy_is_off(
     assert main(["check", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("trust"))
-    assert "FAILED" in line and "trusted_authserv_id" in line and "--discover" in line
+    assert "FAILED" in line and "trusted_authserv_id" in line
+    assert f"responder check --config {path} --discover" in line
     assert out.rstrip().endswith("1 of 6 parts FAILED: trust")
 
     config["security"] = {"policy": "off"}
