@@ -357,8 +357,9 @@ def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
     trust = a.args.trust or "auto"
     if trust == "auto":
         found = discover(asyncio.run(peek_headers(settings, a.args.newest)), settings.security)
-        for line in report_lines(found, watched(settings))[:-1]:
-            a.out(line)
+        lines = report_lines(found, watched(settings))
+        for line in lines[:-1] if found.proposal.trusted_authserv_id else lines:
+            a.out(line)  # (not the last: it is about a config, and there is none yet)
         if found.proposal.trusted_authserv_id and not found.mixed and a.confirm(
                 "Trust this?"):
             return found.block()
@@ -368,12 +369,19 @@ def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
             raise InitStop(f"--trust auto: {why}; name the profile with --trust "
                            "(exchange-online, gmail, authserv-id:NAME or off)", USAGE)
         trust = a.ask("--trust", "Trust profile (exchange-online, gmail, authserv-id:NAME, off)",
-                      None, _trust_choice, again=True)
+                      _as_choice(found.profile) if found.proposal.trusted_authserv_id else None,
+                      lambda v: "name one" if v == "auto" else _trust_choice(v), again=True)
     if trust == "off":
         return {"policy": "off"}
     name = {"exchange-online": "exchange-online", "gmail": "mx.google.com"}.get(
         trust, trust.removeprefix("authserv-id:"))
     return {"trusted_authserv_id": [name]}
+
+
+def _as_choice(profile: str) -> str:
+    """A discovered profile as --trust names it."""
+    return {"exchange-online": "exchange-online", "mx.google.com": "gmail"}.get(
+        profile, f"authserv-id:{profile}")
 
 
 def _trust_choice(value: str) -> str | None:

@@ -579,3 +579,24 @@ def test_the_tenant_comes_from_halos_authinfo(
     assert "Halo says (GET /api/authinfo): authorisation server" in capsys.readouterr().out
     halo = tomllib.loads((tmp_path / "config.toml").read_text())["halo"]
     assert halo["tenant"] == "standin" and "auth_url" not in halo  # the default one
+
+
+def test_on_a_terminal_flags_answer_and_only_the_rest_is_asked(
+    harness: Harness, tmp_path: Path,
+) -> None:
+    """An empty folder: nothing to discover from, so the profile is asked for by name."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           SECRET_ENV: harness.halo.client_secret}
+    args = flags(harness, tmp_path, halo_auth_url="", halo_tenant="", scope="all",
+                 folder="INBOX", send="smtp")
+    args.remove("--yes")
+    term = Terminal(args, env)
+    said = term.answer("Trust profile", "auto")
+    assert "no messages in INBOX of" in said and "Halo address" not in said
+    assert "ok: token ok" in said and "IDLE supported, 0 messages" in said
+    said = term.answer("Trust profile", "gmail")
+    assert "name one" in said
+    code, rest = term.wait()
+    assert code == 0, rest
+    written = tomllib.loads((tmp_path / "config.toml").read_text())
+    assert written["security"] == {"trusted_authserv_id": ["mx.google.com"]}
