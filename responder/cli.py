@@ -34,7 +34,8 @@ Turns email replies to Halo approval requests (APPROVE / REJECT) into ticket app
 It watches one mailbox (IMAP, Maildir or Microsoft Graph), reads each reply the way a
 person would, checks that the sender is a pending approver of the ticket and really sent
 it, records the decision in Halo and answers the person. Start with `responder demo`, then write a
-config (see config.example.toml) and run `responder check --config config.toml`."""
+config with `responder init` (or by hand: config.example.toml) and run
+`responder check --config config.toml`."""
 
 EXIT_CODES = """\
 exit codes:

@@ -108,6 +108,8 @@ class Asker:
                 self.out(f"  warning: {path} is readable by other users: chmod 600 it")
             return Secret(value, f"file:{Path(path).resolve()}")
         if not self.interactive:
+            if path:
+                raise InitStop(f"{flag}-file: no such file {path}", USAGE)
             raise InitStop(f"missing {flag}-file or {flag}-env (no terminal to ask on)", USAGE)
         value = ""
         while not value:

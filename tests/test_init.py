@@ -211,6 +211,9 @@ def test_a_missing_answer_without_a_terminal_names_its_flag(
     cut = args.index("--client-secret-env")
     assert main(args[:cut] + args[cut + 2:]) == 2
     assert "missing --client-secret-file or --client-secret-env" in capsys.readouterr().err
+    without = args[:cut] + args[cut + 2:]
+    assert main([*without, "--client-secret-file", str(tmp_path / "nope")]) == 2
+    assert f"--client-secret-file: no such file {tmp_path / 'nope'}" in capsys.readouterr().err
 
 
 def test_a_wrong_mailbox_password_or_folder_is_reported(
