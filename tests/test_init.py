@@ -8,6 +8,7 @@ mailbox exactly as it was: flags, keywords and folders.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -603,3 +604,21 @@ def test_on_a_terminal_flags_answer_and_only_the_rest_is_asked(
     assert code == 0, rest
     written = tomllib.loads((tmp_path / "config.toml").read_text())
     assert written["security"] == {"trusted_authserv_id": ["mx.google.com"]}
+
+
+def test_discovery_reads_at_most_64_kb_of_each_header_block(
+    harness: Harness, tmp_path: Path, key: bytes, capsys: pytest.CaptureFixture[str],
+) -> None:
+    bulky = shapes.at_end_of_header(
+        gmail(key, 1300), *(f"X-Filler-{n}: {'x' * 990}" for n in range(300)))
+    assert len(bulky) > 300_000
+    harness.deliver(bulky)
+    harness.overrides = {"security": {"trusted_authserv_id": "mx.google.com"}}
+    config = harness.write_config(tmp_path / "config.toml")
+    assert main(["check", "--config", str(config), "--discover", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"mx.google.com": 1}
+    from responder.mailboxes.imap import PEEK_BYTES
+    from responder.service import peek_headers
+
+    headers = asyncio.run(peek_headers(harness.settings, 1))
+    assert len(headers[0]) == PEEK_BYTES

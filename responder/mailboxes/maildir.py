@@ -208,7 +208,7 @@ class MaildirMailbox:
         found = []
         for entry in reversed(self._entries()[-max(limit, 0):] if limit > 0 else []):
             try:
-                found.append(read_header(entry.path))
+                found.append(read_header(entry.path, limit=65536))
             except FileNotFoundError:  # filed by a running instance meanwhile
                 continue
             except OSError as exc:
