@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.config import ConfigError, Settings, parse_settings
+from responder.logs import redact, setup_logging
 
 USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
@@ -59,7 +60,8 @@ class Asker:
 
     args: argparse.Namespace
     interactive: bool
-    out: Callable[[str], None] = print
+    out: Callable[[str], None] = lambda text: print(redact(text))
+    known: list[str] = field(default_factory=list)  # every secret seen: redacted everywhere
     secrets: dict[str, Secret] = field(default_factory=dict)  # typed: to be stored
     store: str | None = None  # "file" or "env", for secrets typed at the prompt
     typed: dict[str, str] = field(default_factory=dict)  # flag -> last answer: the default
@@ -93,7 +95,15 @@ class Asker:
     def secret(self, flag: str, question: str, name: str, env: str, folder: Path,
                *, again: bool = False) -> Secret:
         """A secret from --X-file or --X-env, else typed (not echoed) and stored as chosen;
-        ``again`` (the first one was refused): typed anew."""
+        ``again`` (the first one was refused): typed anew. From now on no log line or
+        message shows it."""
+        found = self._secret(flag, question, name, env, folder, again)
+        self.known.append(found.value)
+        setup_logging(self.args.verbosity or -1, self.args.log_format, self.known)
+        return found
+
+    def _secret(self, flag: str, question: str, name: str, env: str, folder: Path,
+                again: bool) -> Secret:
         path, variable = getattr(self.args, _dest(flag + "-file")), getattr(
             self.args, _dest(flag + "-env"))
         if variable and not again:
