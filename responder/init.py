@@ -332,19 +332,10 @@ def ask_sending(a: Asker, kind: str, folder: Path, mailbox: dict[str, Any],
 async def try_mail(settings: Settings) -> list[str]:
     """Open the mailbox read-only (finds the folder) and greet the outgoing server."""
     from responder.mailboxes import MailboxError
-    from responder.mailboxes.graph import GraphMailbox
-    from responder.mailboxes.imap import ImapMailbox
-    from responder.mailboxes.maildir import MaildirMailbox
     from responder.senders.smtp import SmtpError
-    from responder.service import make_mail
+    from responder.service import make_mail, read_only_mailbox
 
-    if settings.imap is not None:
-        mailbox: Any = ImapMailbox(settings.imap, read_only=True)
-    elif settings.graph is not None:
-        from responder.graph_api import GraphClient
-        mailbox = GraphMailbox(settings.graph, GraphClient(settings.graph))
-    else:
-        mailbox = MaildirMailbox(settings.maildir)  # type: ignore[arg-type]
+    mailbox = read_only_mailbox(settings)
     said = []
     try:
         await mailbox.open()

@@ -150,17 +150,23 @@ def watched(settings: Settings) -> str:
     return f"the Maildir {settings.maildir.path}"
 
 
+def read_only_mailbox(settings: Settings) -> Mailbox:
+    """The mailbox opened so that nothing changes: IMAP ``EXAMINE`` instead of ``SELECT``,
+    Graph without a ledger (no delta state saved); for ``init`` and ``check --discover``."""
+    if settings.imap is not None:
+        return ImapMailbox(settings.imap, read_only=True)
+    if settings.graph is not None:
+        return GraphMailbox(settings.graph, GraphClient(settings.graph))
+    assert settings.maildir is not None  # validated: exactly one mailbox
+    return MaildirMailbox(settings.maildir)
+
+
 async def peek_headers(settings: Settings, limit: int) -> list[bytes]:
     """The newest messages' header blocks, read without a trace (IMAP EXAMINE and
     BODY.PEEK, a Graph GET, a Maildir read): for ``check --discover`` and ``init``."""
-    mailbox: Mailbox
-    if settings.imap is not None:
-        mailbox = ImapMailbox(settings.imap, read_only=True)
-    elif settings.graph is not None:  # no ledger: nothing of the delta state is written
-        mailbox = GraphMailbox(settings.graph, GraphClient(settings.graph))
-    else:
-        assert settings.maildir is not None
-        return await MaildirMailbox(settings.maildir).peek_headers(limit)  # open() makes dirs
+    mailbox = read_only_mailbox(settings)
+    if settings.maildir is not None:  # its open() would make a missing folder
+        return await mailbox.peek_headers(limit)
     await mailbox.open()
     try:
         return await mailbox.peek_headers(limit)
