@@ -622,3 +622,41 @@ def test_discovery_reads_at_most_64_kb_of_each_header_block(
 
     headers = asyncio.run(peek_headers(harness.settings, 1))
     assert len(headers[0]) == PEEK_BYTES
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (b'{"auth_url": "https://auth.example.com", "tenant_id": "acme"}',
+     ("https://auth.example.com", "acme")),
+    (b'{"auth_url": "javascript:alert(1)", "tenant_id": "acme\\"]\\npolicy = \\"off"}', ("", "")),
+    (b'{"auth_url": "https://a.example/x y", "tenant_id": "' + b"t" * 200 + b'"}', ("", "")),
+    (b"[1, 2]", ("", "")),
+    (b"not json", ("", "")),
+    (b'{"tenant_id": "' + b"x" * 70_000 + b'"}', ("", "")),
+])
+def test_what_halo_says_about_itself_is_taken_only_when_plausible(
+    answer: bytes, expected: tuple[str, str],
+) -> None:
+    import http.server
+    import threading
+
+    from responder.init import authinfo
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert asyncio.run(authinfo(url)) == expected
+    finally:
+        server.shutdown()
+        server.server_close()
