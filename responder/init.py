@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.config import ConfigError, Settings, parse_settings
+from responder.config import _web_address as web_address
 from responder.logs import redact, setup_logging
 
 USAGE, FAILED = 2, 1
@@ -161,8 +162,12 @@ def _port(value: str) -> str | None:
 
 
 def _url(value: str) -> str | None:
-    return None if re.match(r"https?://[^/\s]+", value) else "expected an address like " \
-        "https://yourcompany.halopsa.com"
+    """The config's own rule for a web address (https, or http to this machine only)."""
+    try:
+        web_address(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 # -- the parts, each asked and then tried ------------------------------------------------

@@ -660,3 +660,12 @@ def test_what_halo_says_about_itself_is_taken_only_when_plausible(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_plain_http_halo_elsewhere_is_refused_before_any_secret_is_sent(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
+    assert main(flags(harness, tmp_path, halo_url="http://halo.example.com")) == 2
+    assert "--halo-url: plain http:// would send secrets" in capsys.readouterr().err
