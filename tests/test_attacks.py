@@ -13,12 +13,15 @@ approvers of ticket 1234 are alice@ and bob@example.com (see ``tests/conftest.py
 from __future__ import annotations
 
 import email
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import dkim
 import pytest
 
 from responder.authenticity import DkimResult, verify_dkim
+from responder.cli import main
 from responder.worker import PassResult
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
@@ -694,6 +697,23 @@ async def test_a_display_name_naming_the_boss_is_quarantined(
 
     why = NAME_WHY.get(form, "the display name contains another address (alice@example.com)")
     assert_boss_untouched(harness, result, why)
+
+
+def test_the_issues_own_message_through_responder_once(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message as reported, through the command cron runs, with our MX's genuine
+    dmarc=pass header.from=example.com for Dave's address."""
+    config = harness.write_config(tmp_path / "config.toml")
+    harness.deliver(gmail_reply(BOSS_IN_THE_NAME["q"], 1234, "Approve"))
+
+    assert main(["once", "--config", str(config), "--json"]) == 0
+
+    [message] = json.loads(capsys.readouterr().out)["messages"]
+    assert message["outcome"] == "quarantined"
+    assert "another address (alice@example.com)" in message["reason"]
+    assert harness.posts() == [] and harness.answers() == []
+    assert harness.halo.approver(1234, 1)["result"] is None
 
 
 @pytest.mark.parametrize(
