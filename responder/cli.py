@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_instances, readable_by_others
-from responder.logs import redact, setup_logging
+from responder.config import ConfigError, Settings, load_instances
+from responder.logs import redact, setup_logging, warn_exposed_secrets
 from responder.terminal import csv_cell, json_text, printable, printable_lines
 
 log = logging.getLogger("responder")
@@ -326,9 +326,7 @@ def _instances(args: argparse.Namespace) -> dict[str, Settings]:
         instances = {args.instance: instances[args.instance]}
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
-    if readable_by_others(args.config) and secrets:
-        log.warning("%s holds secrets and is readable by other users: chmod 600 it",
-                    args.config)
+    warn_exposed_secrets(args.config, instances)
     return instances
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
+from responder.config import Settings, exposed_secrets
 from responder.terminal import printable, printable_lines
 
 REDACTED = "***"
@@ -88,3 +90,11 @@ def redact(text: str) -> str:
     for secret in _SECRETS:
         text = text.replace(secret, REDACTED)
     return text
+
+
+def warn_exposed_secrets(config: Path, instances: Mapping[str, Settings]) -> None:
+    """One warning per file holding secrets that other users can read: the config, its
+    ``file:`` secrets, the Graph certificate, the Google service-account key."""
+    for path in exposed_secrets(config, instances):
+        logging.getLogger("responder").warning(
+            "%s holds secrets and is readable by other users: chmod 600 it", path)
