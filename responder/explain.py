@@ -66,6 +66,9 @@ def verdict(report: dict[str, Any]) -> str:
         return f"cannot read it: {report['unreadable']}"
     if report.get("machine_reason"):
         return f"reads: written by a machine ({report['machine_reason']})"
+    if report.get("suspicious") or report.get("sender") is None:
+        why = "; ".join(report.get("suspicious") or ()) or "no single sender address"
+        return f"would quarantine: suspicious headers: {why}"
     if report.get("decision") is None or ticket is None:
         missing = "no decision word" if report.get("decision") is None else "no ticket tag"
         return f"reads: {missing} from {sender}"

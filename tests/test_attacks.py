@@ -707,7 +707,8 @@ def test_the_issues_own_message_through_responder_once(
     """The message as reported, through the command cron runs, with our MX's genuine
     dmarc=pass header.from=example.com for Dave's address."""
     config = harness.write_config(tmp_path / "config.toml")
-    harness.deliver(gmail_reply(BOSS_IN_THE_NAME["q"], 1234, "Approve"))
+    raw = gmail_reply(BOSS_IN_THE_NAME["q"], 1234, "Approve")
+    harness.deliver(raw)
 
     assert main(["once", "--config", str(config), "--json"]) == 0
 
@@ -716,6 +717,11 @@ def test_the_issues_own_message_through_responder_once(
     assert "another address (alice@example.com)" in message["reason"]
     assert harness.posts() == [] and harness.answers() == []
     assert harness.halo.approver(1234, 1)["result"] is None
+    (tmp_path / "reported.eml").write_bytes(raw)  # explain, even without a config, says so
+    assert main(["explain", str(tmp_path / "reported.eml")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "would quarantine: suspicious headers: the display name contains another address"
+        " (alice@example.com)")
 
 
 @pytest.mark.parametrize(
