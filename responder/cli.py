@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_instances, readable_by_others
-from responder.logs import redact, setup_logging
+from responder.config import ConfigError, Settings, load_instances
+from responder.logs import redact, setup_logging, warn_exposed_secrets
+from responder.terminal import csv_cell, json_text, printable, printable_lines
 
 log = logging.getLogger("responder")
 
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say(text: str) -> None:
-    """One line (or block) for the admin on stderr, with every known secret redacted."""
-    print(redact(text), file=sys.stderr)
+    """One line (or block) for the admin on stderr, with every known secret redacted and
+    control characters (from a server's or a message's text) shown escaped."""
+    print(redact(printable_lines(text)), file=sys.stderr)
 
 
 def _known_failure(exc: Exception) -> str | None:
@@ -353,9 +355,7 @@ def _instances(args: argparse.Namespace) -> dict[str, Settings]:
         instances = {args.instance: instances[args.instance]}
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
-    if readable_by_others(args.config) and secrets:
-        log.warning("%s holds secrets and is readable by other users: chmod 600 it",
-                    args.config)
+    warn_exposed_secrets(args.config, instances)
     return instances
 
 
@@ -388,7 +388,7 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"[{name}]")
             for ln in lines:
                 detail = ln.detail.replace("--config CONFIG", f"--config {args.config}")
-                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {detail}")
+                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {printable(detail)}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     else:
@@ -413,7 +413,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(lines))
+            print("\n".join(printable(line) for line in lines))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
@@ -442,7 +442,7 @@ def _check_samples(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(report_lines(samples, found)))
+            print("\n".join(printable(line) for line in report_lines(samples, found)))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
@@ -462,7 +462,7 @@ def _check_discover(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(report_lines(found, watched(settings))))
+            print("\n".join(printable(line) for line in report_lines(found, watched(settings))))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
@@ -506,7 +506,7 @@ def _once(args: argparse.Namespace) -> int:
                           "answers_failed": unsent, "failed": failed,
                           "error": redact("; ".join(errors)) if errors else None}))
     else:
-        print(redact(once_summary(messages, sent, unsent, errors, digests)))
+        print(redact(printable(once_summary(messages, sent, unsent, errors, digests))))
     return FAILED if failed else OK
 
 
@@ -574,7 +574,7 @@ def _explain(args: argparse.Namespace) -> int:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
+        print(json_text(json.dumps(report, ensure_ascii=False)))
     else:
         print("\n".join(describe(report)))
     return OK
@@ -603,13 +603,13 @@ def _audit(args: argparse.Namespace) -> int:
                 count += 1
                 row = {"instance": name, **row}
                 if args.format == "json":
-                    print(json.dumps(row, ensure_ascii=False))
+                    print(json_text(json.dumps(row, ensure_ascii=False)))
                     continue
                 if writer is None:
                     writer = csv.DictWriter(sys.stdout, fieldnames=list(row),
                                             lineterminator="\n")
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({key: csv_cell(value) for key, value in row.items()})
         finally:
             ledger.close()
     sys.stdout.flush()
@@ -632,7 +632,7 @@ def _replay(args: argparse.Namespace) -> int:
         instance = name if done.status != "unknown" else None
         print(json.dumps({"instance": instance, **done.as_json()}))
     else:
-        print(f"{done.message_id}: {done.detail}")
+        print(printable(f"{done.message_id}: {done.detail}"))
     return OK if done.ok else FAILED
 
 

@@ -7,10 +7,12 @@ held as ``SecretStr`` so that no repr, log line or error message shows them.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import stat
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -575,8 +577,41 @@ def load_settings(path: Path) -> Settings:
     return next(iter(instances.values()))
 
 
+def secret_files(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """Every file a secret is taken from: each ``file:`` value of the config, the Graph
+    certificate (it holds the private key) and Google service-account key files."""
+    found: dict[Path, None] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        found.update((Path(v[5:]), None) for v in _strings(tomllib.loads(config.read_text(
+            encoding="utf-8"))) if v.startswith("file:"))
+    for settings in instances.values():
+        paths = [settings.graph.certificate_path if settings.graph else None]
+        paths += [s.service_account_file for s in (settings.imap, settings.smtp) if s]
+        found.update((p, None) for p in paths if p is not None)
+    return list(found)
+
+
+def exposed_secrets(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """The config (when it holds secrets) and the secret files other users may read."""
+    holds = any(settings.secrets() for settings in instances.values())
+    files = ([config] if holds else []) + secret_files(config, instances)
+    return [path for path in files if readable_by_others(path)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed TOML document, however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def readable_by_others(path: Path) -> bool:
-    """A config that holds secrets should not be world- or group-readable."""
+    """A file that holds secrets should not be world- or group-readable."""
     try:
         mode = path.stat().st_mode
     except OSError:

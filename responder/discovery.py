@@ -21,6 +21,7 @@ from typing import Any
 from responder.authenticity import EXCHANGE_ONLINE, GMAIL
 from responder.config import SecuritySettings
 from responder.samples import INTERNAL, NOTHING, Fit, Sample, fit, read_sample
+from responder.terminal import printable
 
 PROFILE_NAMES = {EXCHANGE_ONLINE: "Exchange Online", GMAIL: "Gmail / Google Workspace"}
 # What may be proposed: a host name. The authserv-id comes from a header anyone can write,
@@ -112,8 +113,8 @@ def evidence_line(sample: Sample, width: int = 28) -> str:
 
 
 def _shown(text: str, width: int) -> str:
-    """Header text made safe for a terminal: no control characters (escape sequences)."""
-    return "".join(c if c.isprintable() else "?" for c in text[:width])
+    """Header text made safe for a terminal: control characters shown escaped."""
+    return printable(text[:width])
 
 
 def report_lines(found: Discovery, where: str) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 from responder.config import ConfigError, Settings, parse_settings
 from responder.config import _web_address as web_address
 from responder.logs import redact, setup_logging
+from responder.terminal import printable_lines
 
 USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
@@ -61,7 +62,7 @@ class Asker:
 
     args: argparse.Namespace
     interactive: bool
-    out: Callable[[str], None] = lambda text: print(redact(text))
+    out: Callable[[str], None] = lambda text: print(redact(printable_lines(text)))
     known: list[str] = field(default_factory=list)  # every secret seen: redacted everywhere
     secrets: dict[str, Secret] = field(default_factory=dict)  # typed: to be stored
     store: str | None = None  # "file" or "env", for secrets typed at the prompt

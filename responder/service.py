@@ -21,6 +21,7 @@ from responder.discovery import trust_summary
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
 from responder.ledger import Ledger
+from responder.logs import warn_exposed_secrets
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
@@ -221,6 +222,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             try:
                 instances = load_instances(config_path)
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
+                warn_exposed_secrets(config_path, instances)
                 if console is not None:
                     console.reload(instances)
             except ConfigError as exc:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -310,6 +311,20 @@ def test_check_refuses_a_halo_address_without_scheme_and_a_missing_templates_fol
     ]
 
 
+def test_secret_files_other_users_can_read_are_named(tmp_path: Path) -> None:
+    secret = tmp_path / "halo-secret"
+    secret.write_text("s3cret-value-xyz\n")
+    secret.chmod(0o644)
+    config = maildir_config(tmp_path)
+    config.write_text(config.read_text().replace('"s3cret-value-xyz"', f'"file:{secret}"'))
+
+    done = responder("audit", "--config", config)
+
+    assert f"{secret} holds secrets and is readable by other users: chmod 600 it" in done.stderr
+    assert f"{config} holds" not in done.stderr  # the config itself is 0600
+    assert "s3cret-value-xyz" not in done.stderr
+
+
 # -- 6. backup while the service writes ------------------------------------------------------
 
 def test_backup_while_the_ledger_is_written_gives_a_consistent_copy(tmp_path: Path) -> None:
@@ -345,6 +360,7 @@ def test_backup_while_the_ledger_is_written_gives_a_consistent_copy(tmp_path: Pa
                            f"{tmp_path / 'copy.sqlite3'}: {count} messages, schema version "
                            f"{len(MIGRATIONS)}\n")
     assert written[0] > 2000  # the service really wrote while the copy was made
+    assert stat.S_IMODE((tmp_path / "copy.sqlite3").stat().st_mode) == 0o600  # personal data
 
 
 def test_backup_without_a_ledger_creates_nothing(tmp_path: Path) -> None:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from responder.config import ConfigError, load_settings, parse_instances, parse_settings
+from responder.config import (
+    ConfigError,
+    exposed_secrets,
+    load_instances,
+    load_settings,
+    parse_instances,
+    parse_settings,
+    secret_files,
+)
 
 MINIMAL = {
     "halo": {"base_url": "https://halo.example.com/", "client_id": "id",
@@ -187,3 +195,40 @@ def test_the_other_addresses_in_the_config_follow_the_same_rule() -> None:
     assert "s3cret" not in str(err.value) + str(err2.value)
     loopback = {**graph, "authority": "http://127.0.0.1:1", "graph_url": "http://[::1]:1/v1"}
     assert parse_settings({**MINIMAL, "imap": None, "graph": loopback}).graph is not None
+
+
+def _secret_file(path: Path, mode: int, text: str = "a-secret-value") -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_every_file_holding_a_secret_is_checked_for_other_readers(tmp_path: Path) -> None:
+    """The config, its ``file:`` secrets, the Google service-account key and the Graph
+    certificate: each one other users can read is named (the warning says chmod 600)."""
+    halo = _secret_file(tmp_path / "halo-secret", 0o644)
+    account = _secret_file(tmp_path / "service-account.json", 0o640, "{}")
+    cert = _secret_file(tmp_path / "graph.pem", 0o604, "-----BEGIN PRIVATE KEY-----")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[halo]\nbase_url = "https://halo.example.com"\nclient_id = "id"\n'
+        f'client_secret = "file:{halo}"\n'
+        '[smtp]\nhost = "smtp.example.com"\nfrom = "approvals@example.com"\n'
+        f'username = "approvals@example.com"\nauth = "oauth2-google"\n'
+        f'service_account_file = "{account}"\n'
+        '[instances.mail]\nimap = { host = "imap.example.com", username = "u", '
+        'password = "inline-imap-password" }\n'
+        '[instances.graph]\ngraph = { tenant_id = "t", client_id = "c", mailbox = "a@x.example", '
+        f'certificate_path = "{cert}", certificate_thumbprint = "AB12" }}\n'
+    )
+    config.chmod(0o600)
+    instances = load_instances(config)
+
+    assert secret_files(config, instances) == [halo, account, cert]
+    assert exposed_secrets(config, instances) == [halo, account, cert]
+    for path in (halo, account, cert):
+        path.chmod(0o600)
+    config.chmod(0o644)
+    assert exposed_secrets(config, instances) == [config]
+    config.chmod(0o600)
+    assert exposed_secrets(config, instances) == []

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -237,6 +238,75 @@ def test_sessions_end_after_their_minutes() -> None:
     assert sessions.get(token) is not None and sessions.get("forged") is None
     now[0] = 61
     assert sessions.get(token) is None
+
+
+NEW_PASSWORD = "the new console password"
+
+
+async def test_a_changed_password_on_reload_signs_everyone_out(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    console = Console({"default": settings}, settings.web)
+    app = with_security_headers(create_app(console))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8443") as client:
+        assert await sign_in(client) == 303
+        assert console.reload({"default": settings_for(tmp_path)}) == 0  # the same password
+        assert (await client.get("/")).status_code == 200
+
+        changed = settings_for(tmp_path, password_hash=hash_password(NEW_PASSWORD))
+        assert console.reload({"default": changed}) == 1
+
+        page = await client.get("/")
+        assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+        assert await sign_in(client) == 401
+        assert await sign_in(client, NEW_PASSWORD) == 303
+
+
+def test_a_password_changed_and_reloaded_with_sighup_signs_out_open_sessions(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Against ``responder run``: the admin changes [web] password_hash and sends SIGHUP,
+    as the README says; a session opened with the old password is over."""
+    port = free_port()
+    harness.overrides = {"web": {"port": port, "password_hash": HASH}}
+    config = harness.write_config(tmp_path / "config.toml")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "run", "-c", str(config)],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            until(lambda: b"review console on" in log.read_bytes(), "the console started")
+            assert signed_in(client, PASSWORD) == 303
+            assert client.get("/").status_code == 200
+
+            harness.overrides = {"web": {"port": port,
+                                         "password_hash": hash_password(NEW_PASSWORD)}}
+            harness.write_config(config)
+            proc.send_signal(signal.SIGHUP)
+            until(lambda: b"1 session signed out" in log.read_bytes(), "the reload")
+
+            page = client.get("/")
+            assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+            assert signed_in(client, PASSWORD) == 401
+            assert signed_in(client, NEW_PASSWORD) == 303
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert proc.returncode == 0, log.read_text()
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def signed_in(client: httpx.Client, password: str) -> int:
+    form = client.get("/signin")
+    return client.post("/signin", data={"csrf": csrf_of(form.text), "name": "Dana",
+                                        "password": password, "next": "/"}).status_code
 
 
 async def test_every_response_carries_the_csp_and_friends(client: httpx.AsyncClient) -> None:

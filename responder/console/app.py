@@ -78,6 +78,15 @@ class Console:
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.web.session_minutes)
 
+    def reload(self, instances: Mapping[str, Settings]) -> int:
+        """A reloaded config's instances and password. A changed password signs everyone
+        out: whoever knew only the old one (often the reason to change it) must not stay
+        signed in on a session it opened. Returns how many sessions ended."""
+        web = next(iter(instances.values())).web
+        changed = web.password_hash != self.web.password_hash
+        self.instances, self.web = instances, web
+        return self.sessions.end_all() if changed else 0
+
 
 def _environment() -> Environment:
     env = Environment(

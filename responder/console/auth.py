@@ -76,6 +76,12 @@ class Sessions:
     def end(self, token: str | None) -> None:
         self._by_token.pop(token or "", None)
 
+    def end_all(self) -> int:
+        """Sign everyone out (the password changed); how many sessions there were."""
+        count = len(self._by_token)
+        self._by_token.clear()
+        return count
+
 
 def network(client: str) -> str:
     """The network a sign-in is counted against: the /24 of IPv4, the /64 of IPv6.

@@ -127,8 +127,9 @@ def folder_exists(exc: GraphError) -> bool:
 def _address(value: Any) -> str:
     address = (value or {}).get("emailAddress") or {} if isinstance(value, dict) else {}
     name, mail = str(address.get("name") or ""), str(address.get("address") or "")
-    if name and mail and name != mail:
-        return f'"{name}" <{mail}>'
+    if name and mail and name != mail:  # quoted, so the name can never read as structure
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{mail}>'
     return mail
 
 
