@@ -509,7 +509,7 @@ def test_check_ends_with_one_line_naming_what_failed(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert last_line(done.stdout) == "2 of 5 parts FAILED: smtp, halo"
+    assert last_line(done.stdout) == "2 of 6 parts FAILED: smtp, halo"
     assert "s3cret-value-xyz" not in done.stdout + done.stderr
 
 

@@ -304,6 +304,16 @@ class GraphMailbox:
                 return False
             await asyncio.sleep(min(self._settings.poll_seconds, remaining))
 
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        """The newest messages' transport headers: a GET only (reading sets no isRead)."""
+        if limit <= 0:
+            return []
+        folder = await self._watched_folder()
+        fields = "internetMessageHeaders,from,subject,internetMessageId,sentDateTime"
+        page = await self._json("peek", "GET", f"/mailFolders/{_id(folder)}/messages?$select="
+                                f"{fields}&$orderby=receivedDateTime desc&$top={min(limit, 100)}")
+        return [headers_of(item) for item in (page.get("value") or ())[:limit]]
+
     async def describe(self) -> str:
         folder = await self._watched_folder()
         info = await self._json("describe", "GET",
