@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_instances, readable_by_others
-from responder.logs import redact, setup_logging
+from responder.config import ConfigError, Settings, load_instances
+from responder.logs import redact, setup_logging, warn_exposed_secrets
+from responder.terminal import csv_cell, json_text, printable, printable_lines
 
 log = logging.getLogger("responder")
 
@@ -34,7 +35,8 @@ Turns email replies to Halo approval requests (APPROVE / REJECT) into ticket app
 It watches one mailbox (IMAP, Maildir or Microsoft Graph), reads each reply the way a
 person would, checks that the sender is a pending approver of the ticket and really sent
 it, records the decision in Halo and answers the person. Start with `responder demo`, then write a
-config (see config.example.toml) and run `responder check --config config.toml`."""
+config with `responder init` (or by hand: config.example.toml) and run
+`responder check --config config.toml`."""
 
 EXIT_CODES = """\
 exit codes:
@@ -87,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say(text: str) -> None:
-    """One line (or block) for the admin on stderr, with every known secret redacted."""
-    print(redact(text), file=sys.stderr)
+    """One line (or block) for the admin on stderr, with every known secret redacted and
+    control characters (from a server's or a message's text) shown escaped."""
+    print(redact(printable_lines(text)), file=sys.stderr)
 
 
 def _known_failure(exc: Exception) -> str | None:
@@ -126,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"responder {__version__}")
     _global_options(parser, defaults=True)
     sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
-    for add in (_add_demo, _add_check, _add_once, _add_run, _add_explain, _add_audit,
+    for add in (_add_demo, _add_init, _add_check, _add_once, _add_run, _add_explain, _add_audit,
                 _add_replay, _add_backup, _add_web_password):
         add(sub)
     return parser
@@ -182,6 +185,26 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per message")
 
 
+def _add_init(sub: Any) -> None:
+    from responder.init import add_arguments
+
+    p = _command(
+        sub, "init", _init, "write a working config by asking, trying each answer",
+        "Asks for Halo, the mailbox and how answers leave, trying each as it is given;\n"
+        "discovers the trust profile from the newest messages' headers (read-only); writes\n"
+        "the config (mode 600) with secrets as file: or env: references. Every question\n"
+        "has a flag: with --yes, or without a terminal, a missing answer exits 2.",
+        "  responder init\n"
+        "  responder init --yes --config-out /etc/halo-approval-responder/config.toml \\\n"
+        "      --halo-url https://acme.halopsa.com --client-id ID \\\n"
+        "      --client-secret-file /etc/halo-approval-responder/halo_secret \\\n"
+        "      --mailbox imap --imap-host mail.acme.com --imap-user approvals@acme.com \\\n"
+        "      --imap-password-env IMAP_PASSWORD --smtp-host mail.acme.com --trust auto",
+        "  0 written; 1 a part refused (Halo, the mailbox, SMTP: the line says why); 2 a\n"
+        "  missing or bad answer (named by its flag)")
+    add_arguments(p)
+
+
 def _add_check(sub: Any) -> None:
     p = _command(
         sub, "check", _check, "check the config and sign in to the mailbox, SMTP and Halo",
@@ -190,15 +213,23 @@ def _add_check(sub: Any) -> None:
         "  responder check --config /etc/halo-approval-responder/config.toml\n"
         "  responder check -c config.toml --json\n"
         "  responder check -c config.toml --sample internal.eml external.eml\n"
-        "  responder check -c config.toml --online --ticket 1234",
-        "  0 every part is reachable (with --sample: every sample is trusted and fits the\n"
-        "  [security] settings); 1 a part failed, or a sample does not; 2 the config is\n"
-        "  invalid or a sample cannot be read")
+        "  responder check -c config.toml --online --ticket 1234\n"
+        "  responder check -c config.toml --discover",
+        "  0 every part is reachable and some trust is set (with --sample: every sample is\n"
+        "  trusted and fits the [security] settings; with --discover: the config already\n"
+        "  trusts what the newest messages fit); 1 a part failed, no trust is set, or a\n"
+        "  sample or the discovery does not fit; 2 the config is invalid or a sample cannot\n"
+        "  be read")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object: part -> ok, detail")
     p.add_argument("--sample", nargs="+", action="extend", type=Path, metavar="FILE",
                    help="instead of signing in: judge saved replies (.eml) under the "
                         "[security] settings and say which profile they fit (offline)")
+    p.add_argument("--discover", action="store_true",
+                   help="read the headers of the newest messages in the mailbox (read-only: "
+                        "nothing flagged or moved) and print the [security] block they fit")
+    p.add_argument("--newest", type=_positive, default=20, metavar="N",
+                   help="with --discover: how many of the newest messages to read (20)")
     p.add_argument("--online", action="store_true",
                    help="with --ticket: read a ticket from Halo (nothing is posted)")
     p.add_argument("--ticket", type=int, metavar="N",
@@ -324,15 +355,25 @@ def _instances(args: argparse.Namespace) -> dict[str, Settings]:
         instances = {args.instance: instances[args.instance]}
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
-    if readable_by_others(args.config) and secrets:
-        log.warning("%s holds secrets and is readable by other users: chmod 600 it",
-                    args.config)
+    warn_exposed_secrets(args.config, instances)
     return instances
+
+
+def _init(args: argparse.Namespace) -> int:
+    from responder.init import InitStop, run_init
+
+    setup_logging(args.verbosity if args.verbosity else -1, args.log_format)
+    try:
+        return run_init(args)
+    except InitStop as exc:
+        raise Failed(str(exc), exc.code) from None
 
 
 def _check(args: argparse.Namespace) -> int:
     if args.sample:
         return _check_samples(args)
+    if args.discover:
+        return _check_discover(args)
     if args.ticket is not None or args.online:
         return _check_ticket(args)
     from responder.service import check
@@ -346,7 +387,8 @@ def _check(args: argparse.Namespace) -> int:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
             for ln in lines:
-                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+                detail = ln.detail.replace("--config CONFIG", f"--config {args.config}")
+                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {printable(detail)}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     else:
@@ -371,7 +413,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(lines))
+            print("\n".join(printable(line) for line in lines))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
@@ -400,10 +442,40 @@ def _check_samples(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(report_lines(samples, found)))
+            print("\n".join(printable(line) for line in report_lines(samples, found)))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
+
+
+def _check_discover(args: argparse.Namespace) -> int:
+    """``check --discover``: the profile the mailbox's newest messages fit, read-only."""
+    from responder.discovery import discover, report_lines
+    from responder.service import peek_headers, watched
+
+    ok, report = True, {}
+    for name, settings in _instances(args).items():
+        headers = asyncio.run(peek_headers(settings, args.newest))
+        found = discover(headers, settings.security)
+        ok = ok and found.fits_config
+        report[name] = found.as_json()
+        if not args.json:
+            if len(report) > 1 or name != "default":
+                print(f"[{name}]")
+            print("\n".join(printable(line) for line in report_lines(found, watched(settings))))
+    if args.json:
+        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    return OK if ok else FAILED
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 500 (got {text!r})")
+    return value
 
 
 def _once(args: argparse.Namespace) -> int:
@@ -434,7 +506,7 @@ def _once(args: argparse.Namespace) -> int:
                           "answers_failed": unsent, "failed": failed,
                           "error": redact("; ".join(errors)) if errors else None}))
     else:
-        print(redact(once_summary(messages, sent, unsent, errors, digests)))
+        print(redact(printable(once_summary(messages, sent, unsent, errors, digests))))
     return FAILED if failed else OK
 
 
@@ -502,7 +574,7 @@ def _explain(args: argparse.Namespace) -> int:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
+        print(json_text(json.dumps(report, ensure_ascii=False)))
     else:
         print("\n".join(describe(report)))
     return OK
@@ -531,13 +603,13 @@ def _audit(args: argparse.Namespace) -> int:
                 count += 1
                 row = {"instance": name, **row}
                 if args.format == "json":
-                    print(json.dumps(row, ensure_ascii=False))
+                    print(json_text(json.dumps(row, ensure_ascii=False)))
                     continue
                 if writer is None:
                     writer = csv.DictWriter(sys.stdout, fieldnames=list(row),
                                             lineterminator="\n")
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({key: csv_cell(value) for key, value in row.items()})
         finally:
             ledger.close()
     sys.stdout.flush()
@@ -560,7 +632,7 @@ def _replay(args: argparse.Namespace) -> int:
         instance = name if done.status != "unknown" else None
         print(json.dumps({"instance": instance, **done.as_json()}))
     else:
-        print(f"{done.message_id}: {done.detail}")
+        print(printable(f"{done.message_id}: {done.detail}"))
     return OK if done.ok else FAILED
 
 

@@ -7,11 +7,15 @@ held as ``SecretStr`` so that no repr, log line or error message shows them.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import stat
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -56,12 +60,33 @@ def resolve_secret(value: Any) -> Any:
 
 
 def _web_address(value: str) -> str:
-    """An http(s) address with a host: without a scheme every request would fail later."""
+    """An https address with a host; plain http only to this machine (a test or a tunnel).
+
+    Without a scheme every request would fail later; over plain http the client secret
+    and the bearer tokens would cross the network in clear text.
+    """
     scheme, _, rest = value.partition("://")
     if scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise ValueError(f"expected an address starting with https:// (got {value!r}), "
                          f"e.g. https://{rest or value or 'yourcompany.halopsa.com'}")
+    if scheme.lower() == "http" and not _loopback(value):
+        raise ValueError("plain http:// would send secrets and tokens in clear text: use "
+                         "https:// (http:// is allowed only to 127.0.0.1, ::1 or localhost)")
     return value
+
+
+def _loopback(url: str) -> bool:
+    """Whether the URL's host is this machine: 127.0.0.0/8, ::1 or localhost."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _existing_folder(value: Path) -> Path:
@@ -148,7 +173,7 @@ class MailSignIn(Section):
     client_secret: OptionalSecret = None
     service_account_file: Path | None = None  # oauth2-google: the service account's JSON key
     refresh_token: OptionalSecret = None  # oauth2-google: a refresh token for this mailbox
-    token_url: str | None = None  # oauth2: the token endpoint; oauth2-google: token_uri override
+    token_url: WebAddress | None = None  # oauth2: the token endpoint; oauth2-google: token_uri
     scope: str | None = None  # default: the provider's mail scope
     sasl: Literal["auto", "xoauth2", "oauthbearer"] = "auto"  # auto: XOAUTH2 unless not offered
 
@@ -223,8 +248,8 @@ class GraphSettings(Section):
     mailbox: str = Field(min_length=3)  # the approvals mailbox's address (or object id)
     folder: str = "Inbox"
     poll_seconds: float = Field(default=10.0, gt=0)
-    authority: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority: WebAddress = "https://login.microsoftonline.com"
+    graph_url: WebAddress = "https://graph.microsoft.com/v1.0"
     timeout: float = Field(default=30.0, gt=0)
     # Requests in flight on this mailbox from this process (Outlook allows 4 per app and
     # mailbox): processes sharing one mailbox split the 4 between them.
@@ -243,9 +268,6 @@ class GraphSettings(Section):
                 raise ValueError("graph: client_secret, or certificate_path with "
                                  "certificate_thumbprint, is required")
             raise ValueError(f"graph.{missing}: required with a certificate")
-        for key in ("authority", "graph_url"):
-            if not getattr(self, key).startswith("https://"):
-                raise ValueError(f"graph.{key}: expected an https:// URL")
         return self
 
 
@@ -555,8 +577,41 @@ def load_settings(path: Path) -> Settings:
     return next(iter(instances.values()))
 
 
+def secret_files(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """Every file a secret is taken from: each ``file:`` value of the config, the Graph
+    certificate (it holds the private key) and Google service-account key files."""
+    found: dict[Path, None] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        found.update((Path(v[5:]), None) for v in _strings(tomllib.loads(config.read_text(
+            encoding="utf-8"))) if v.startswith("file:"))
+    for settings in instances.values():
+        paths = [settings.graph.certificate_path if settings.graph else None]
+        paths += [s.service_account_file for s in (settings.imap, settings.smtp) if s]
+        found.update((p, None) for p in paths if p is not None)
+    return list(found)
+
+
+def exposed_secrets(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """The config (when it holds secrets) and the secret files other users may read."""
+    holds = any(settings.secrets() for settings in instances.values())
+    files = ([config] if holds else []) + secret_files(config, instances)
+    return [path for path in files if readable_by_others(path)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed TOML document, however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def readable_by_others(path: Path) -> bool:
-    """A config that holds secrets should not be world- or group-readable."""
+    """A file that holds secrets should not be world- or group-readable."""
     try:
         mode = path.stat().st_mode
     except OSError:

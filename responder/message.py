@@ -18,10 +18,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
+from responder.addresses import (
+    AddressSyntax,
+    Mailbox,
+    display_text,
+    mailboxes,
+    name_problem,
+    normalise_address,
+)
 from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
 from responder.body import parse_message, read_bodies, text_only
 from responder.config import ParsingSettings
@@ -29,10 +37,9 @@ from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
 from responder.machine import RESPONDER_HEADER, machine_reason
 from responder.reply import extract_reply
 
-__all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason"]
+__all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason", "normalise_address"]
 
 
-_ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
 # Outlook's reply and forward prefixes in the languages it ships (and a few webmails'):
 # Chinese 回复/答复/转发, Japanese 返信/転送, Korean 회신/전달, Russian Ответ/Пересл, Polish
 # Odp/PD, Czech Odpověď, Turkish YNT/İLT, Greek ΑΠ/ΣΧΕΤ/ΠΡΘ, Hebrew השב/הועבר, Arabic
@@ -204,35 +211,55 @@ def header_text(msg: Message, name: str) -> str:
     return "" if value is None else " ".join(header_text_value(value).split())
 
 
-def normalise_address(address: str) -> str:
-    """Lower-case, and the domain in its IDNA (ASCII) form, so that forms compare equal."""
-    local, _, domain = address.strip().strip("<>").rpartition("@")
-    domain = domain.strip().rstrip(".").lower()
-    with contextlib.suppress(UnicodeError):
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local.lower()}@{domain}" if local else ""
-
-
 def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
-    """The one From: address, and every reason to distrust the sender headers."""
-    suspicious: list[str] = []
-    from_values = msg.get_all("From") or []
-    pairs = getaddresses([header_text_value(v) for v in from_values])
-    addresses = [(name, normalise_address(addr)) for name, addr in pairs if "@" in addr]
-    if len(from_values) != 1 or len(addresses) != 1:
-        return None, (f"expected exactly one From: address, found {len(addresses)}",)
-    name, address = addresses[0]
-    if not address or " " in address:
+    """The one From: address, and every reason to distrust the sender headers.
+
+    The address comes from the header's structure before anything is decoded (see
+    ``responder.addresses``); only the display name and comments are decoded, and a
+    message whose name or comment names another address is not trusted.
+    """
+    from_values = raw_values(msg, "From")
+    try:
+        boxes = mailboxes(from_values[0]) if len(from_values) == 1 else []
+    except AddressSyntax as exc:
+        return None, (f"the From: header cannot be read: {exc}",)
+    if len(from_values) != 1 or len(boxes) != 1:
+        return None, (f"expected exactly one From: address, found {len(boxes)}",)
+    box = boxes[0]
+    address = normalise_address(box.address)
+    if not address:
         return None, ("the From: address is malformed",)
-    for other in _ADDRESS_IN_TEXT.findall(name):
-        if normalise_address(other) != address:
-            suspicious.append(f"the display name contains another address ({other})")
-    sender_header = msg.get("Sender")
-    if sender_header:
-        sender_addrs = getaddresses([header_text_value(sender_header)])
-        if [normalise_address(a) for _, a in sender_addrs] != [address]:
+    suspicious = [why for why in name_problems(box, address) if why]
+    sender_values = raw_values(msg, "Sender")
+    if sender_values and sender_values[0].strip():
+        try:
+            same = [normalise_address(b.address) for b in mailboxes(sender_values[0])] == [address]
+        except AddressSyntax:
+            same = False
+        if not same:
             suspicious.append("the Sender: header differs from From:")
     return address, tuple(suspicious)
+
+
+def name_problems(box: Mailbox, address: str) -> list[str | None]:
+    """What is wrong with the mailbox's decoded display name and comments, if anything."""
+    found = [name_problem(display_text(box.phrase), address)] if box.phrase else []
+    found += [name_problem(display_text(c), address, "comment") for c in box.comments]
+    return found
+
+
+def raw_values(msg: Message, name: str) -> list[str]:
+    """Every ``name`` header's value as received: nothing decoded, unfolded, and any
+    8-bit bytes (RFC 6532) read as UTF-8."""
+    wanted = name.lower()
+    return [_as_text(v) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _as_text(value: Any) -> str:
+    text = str(value)
+    with contextlib.suppress(UnicodeError):  # compat32 keeps 8-bit bytes as surrogates
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(text.split())
 
 
 def header_text_value(value: Any) -> str:

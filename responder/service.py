@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
+from responder.discovery import trust_summary
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
 from responder.ledger import Ledger
+from responder.logs import warn_exposed_secrets
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
@@ -135,7 +137,43 @@ async def check(settings: Settings) -> list[CheckLine]:
         lines.append(CheckLine("ledger", True, str(settings.state.path)))
     except Exception as exc:
         lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
+    lines.append(CheckLine("trust", *trust_summary(settings.security)))
     return lines
+
+
+def watched(settings: Settings) -> str:
+    """The watched folder in words: ``INBOX of approvals@imap.example.com``."""
+    if settings.imap is not None:
+        return f"{settings.imap.folder} of {settings.imap.username} on {settings.imap.host}"
+    if settings.graph is not None:
+        return f"{settings.graph.folder} of {settings.graph.mailbox}"
+    assert settings.maildir is not None
+    return f"the Maildir {settings.maildir.path}"
+
+
+def read_only_mailbox(settings: Settings) -> Mailbox:
+    """The mailbox opened so that nothing changes: IMAP ``EXAMINE`` instead of ``SELECT``,
+    Graph without a ledger (no delta state saved); for ``init`` and ``check --discover``."""
+    if settings.imap is not None:
+        return ImapMailbox(settings.imap, read_only=True)
+    if settings.graph is not None:
+        return GraphMailbox(settings.graph, GraphClient(settings.graph))
+    assert settings.maildir is not None  # validated: exactly one mailbox
+    return MaildirMailbox(settings.maildir)
+
+
+async def peek_headers(settings: Settings, limit: int) -> list[bytes]:
+    """The newest messages' header blocks, read without a trace (IMAP EXAMINE and
+    BODY.PEEK, a Graph GET, a Maildir read): for ``check --discover`` and ``init``."""
+    mailbox = read_only_mailbox(settings)
+    if settings.maildir is not None:  # its open() would make a missing folder
+        return await mailbox.peek_headers(limit)
+    await mailbox.open()
+    try:
+        return await mailbox.peek_headers(limit)
+    finally:
+        with contextlib.suppress(MailboxError):
+            await mailbox.close()
 
 
 async def read_ticket(settings: Settings, ticket_id: int) -> Ticket | None:
@@ -184,6 +222,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             try:
                 instances = load_instances(config_path)
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
+                warn_exposed_secrets(config_path, instances)
                 if console is not None:
                     console.reload(instances)
             except ConfigError as exc:

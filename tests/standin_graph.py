@@ -724,6 +724,8 @@ class _Api:
             mid = wanted.removeprefix("internetMessageId eq ").strip("'").replace("''", "'")
             messages = [m for m in messages if email.message_from_bytes(m.raw).get(
                 "Message-ID", "") == mid]
+        if query.get("$orderby", "").lower().endswith(" desc"):  # newest first
+            messages = messages[::-1]
         top = int(query.get("$top", "10"))
         skip = int(query.get("$skip", "0"))
         page = messages[skip: skip + top]

@@ -24,7 +24,8 @@ import pytest
 from responder.authenticity import DkimResult, verify_dkim
 from responder.config import ConfigError, parse_settings
 from responder.graph_api import GraphClient
-from responder.mailboxes.graph import GraphMailbox, listed, property_key
+from responder.mailboxes.graph import GraphMailbox, headers_of, listed, property_key
+from responder.message import analyse
 from responder.service import check, responder
 from responder.standin import StandinHalo
 from tests import shapes
@@ -390,6 +391,18 @@ async def test_headers_left_out_by_graph_leave_the_message_untrusted(
 
     assert gh.posts() == []
     assert [r.outcome for r in result.reports] != ["approved"]
+
+
+def test_a_display_name_graph_gives_is_quoted_and_never_read_as_an_address() -> None:
+    """Without internetMessageHeaders the From: is rebuilt from Graph's decoded name: a
+    name holding quotes and another address stays one quoted (and suspicious) name."""
+    name = 'x" <alice@example.com>, "\\'
+    head = headers_of({"from": {"emailAddress": {"name": name, "address": "dave@example.com"}}})
+
+    facts = analyse(head + b"\r\n")
+
+    assert facts.sender == "dave@example.com"
+    assert facts.suspicious == ("the display name contains another address (alice@example.com)",)
 
 
 @pytest.mark.parametrize("status", [429, 503])

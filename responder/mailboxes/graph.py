@@ -127,8 +127,9 @@ def folder_exists(exc: GraphError) -> bool:
 def _address(value: Any) -> str:
     address = (value or {}).get("emailAddress") or {} if isinstance(value, dict) else {}
     name, mail = str(address.get("name") or ""), str(address.get("address") or "")
-    if name and mail and name != mail:
-        return f'"{name}" <{mail}>'
+    if name and mail and name != mail:  # quoted, so the name can never read as structure
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{mail}>'
     return mail
 
 
@@ -302,6 +303,16 @@ class GraphMailbox:
             if remaining <= 0:
                 return False
             await asyncio.sleep(min(self._settings.poll_seconds, remaining))
+
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        """The newest messages' transport headers: a GET only (reading sets no isRead)."""
+        if limit <= 0:
+            return []
+        folder = await self._watched_folder()
+        fields = "internetMessageHeaders,from,subject,internetMessageId,sentDateTime"
+        page = await self._json("peek", "GET", f"/mailFolders/{_id(folder)}/messages?$select="
+                                f"{fields}&$orderby=receivedDateTime desc&$top={min(limit, 100)}")
+        return [headers_of(item) for item in (page.get("value") or ())[:limit]]
 
     async def describe(self) -> str:
         folder = await self._watched_folder()
