@@ -30,10 +30,6 @@ DOCS = REPO / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 MAILBOXES = ("imap", "maildir", "graph")
 
-# Documented ahead of the branch that adds them (issue 20: `responder init` and
-# `check --discover`); once they are in the parser these entries change nothing.
-ARRIVING = {("init", ""), ("check", "--discover"), ("check", "--newest")}
-
 # The README's minimal config: what a fragment (one or two sections) is merged into.
 MINIMAL: dict[str, Any] = {
     "halo": {"base_url": "https://yourcompany.halopsa.com",
@@ -217,11 +213,9 @@ def test_the_pages_show_commands() -> None:
 def test_every_command_shown_exists(command: str, option: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     commands = _commands()
-    if command not in commands or (option and option not in
-                                   commands[command]._option_string_actions):
-        assert (command, option) in ARRIVING or (command, "") in ARRIVING, (
-            f"`responder {command} {option}` is shown but does not exist")
-        pytest.skip(f"responder {command} {option}: documented ahead of its branch")
+    assert command in commands, f"`responder {command}` is shown but does not exist"
+    assert not option or option in commands[command]._option_string_actions, (
+        f"`responder {command} {option}` is shown but {option} does not exist")
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
     assert done.value.code == 0
@@ -239,7 +233,7 @@ def test_every_command_has_its_section_in_operations() -> None:
                   if (m := re.fullmatch(r"`responder ([a-z-]+)`", h))}
     missing = set(_commands()) - documented
     assert not missing, f"docs/operations.md has no `responder NAME` section for {missing}"
-    unknown = documented - set(_commands()) - {c for c, _ in ARRIVING}
+    unknown = documented - set(_commands())
     assert not unknown, f"docs/operations.md documents commands that do not exist: {unknown}"
 
 
