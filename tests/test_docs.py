@@ -22,7 +22,8 @@ import pytest
 from pydantic import BaseModel
 
 from responder.cli import BROKEN_PIPE, FAILED, INTERRUPTED, OK, USAGE, _parser, main
-from responder.config import ConfigError, Settings, parse_instances
+from responder.config import ConfigError, SecuritySettings, Settings, parse_instances
+from responder.discovery import trust_summary
 
 REPO = Path(__file__).parent.parent
 README = REPO / "README.md"
@@ -295,6 +296,19 @@ def test_the_config_error_shown_is_the_real_one(
     assert main(["check", "--config", str(path)]) == USAGE
     captured = capsys.readouterr()
     assert (captured.out + captured.err).strip().splitlines() == shown[1:]
+
+
+def test_the_trust_lines_shown_are_the_real_ones(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    [minimal] = [b for b in _blocks(README) if b.lang == "toml"]
+    [settings] = parse_instances(
+        tomllib.loads(_with_secrets(minimal.text, tmp_path, monkeypatch))).values()
+    ok, line = trust_summary(settings.security)
+    assert ok and f"trust    ok     {line}\n" in README.read_text()
+    assert f"trust    ok     {line}\n" in (DOCS / "operations.md").read_text()
+
+    ok, line = trust_summary(SecuritySettings())
+    assert not ok and f"trust    FAILED {line}\n" in (DOCS / "operations.md").read_text()
 
 
 # -- links resolve ------------------------------------------------------------------------
