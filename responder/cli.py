@@ -314,14 +314,27 @@ def _add_web_password(sub: Any) -> None:
 
 # -- the handlers -----------------------------------------------------------------------
 
-def _instances(args: argparse.Namespace) -> dict[str, Settings]:
-    """The config's instances (``--instance`` picks one), with logging set up for them."""
+ALL_PARTS = ("halo", "mailbox", "smtp", "web")
+
+
+def _instances(
+    args: argparse.Namespace, needs: tuple[str, ...] = ALL_PARTS
+) -> dict[str, Settings]:
+    """The config's instances (``--instance`` picks one), with logging set up for them.
+
+    Only the secrets of the parts a command ``needs`` must be readable: ``audit`` and
+    ``backup`` need none, so they work from a shell without the service's environment.
+    """
     instances = load_instances(args.config)
     if getattr(args, "instance", None):
         if args.instance not in instances:
             raise ConfigError(f"no instance {args.instance!r} in {args.config} "
                               f"(it has: {', '.join(instances)})")
         instances = {args.instance: instances[args.instance]}
+    if needs:
+        problems = [p for settings in instances.values() for p in settings.secret_problems(*needs)]
+        if problems:
+            raise ConfigError("\n".join(problems))
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
     if readable_by_others(args.config) and secrets:
@@ -338,7 +351,7 @@ def _check(args: argparse.Namespace) -> int:
     from responder.service import check
 
     report, ok = {}, True
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():  # a missing one fails its part
         lines = asyncio.run(check(settings))
         ok = ok and all(ln.ok for ln in lines)
         report[name] = {ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}
@@ -363,7 +376,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
         raise Failed("--online and --ticket N go together: "
                      "responder check --online --ticket 1234", USAGE)
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=("halo",)).items():
         ticket = asyncio.run(read_ticket(settings, args.ticket))
         lines = describe(ticket) if ticket else [f"ticket {args.ticket} was not found in Halo"]
         ok = ok and ticket is not None
@@ -392,7 +405,7 @@ def _check_samples(args: argparse.Namespace) -> int:
 
     raws = {str(path): _read(path) for path in args.sample}
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():
         samples = [read_sample(path, raw, settings.security) for path, raw in raws.items()]
         found = fit(samples, settings.security)
         ok = ok and not found.contradictions and all(s.verdict.trusted for s in samples)
@@ -498,6 +511,8 @@ def _explain(args: argparse.Namespace) -> int:
         raise Failed("--online needs --config (the Halo to look the ticket up in)", USAGE)
     raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
     settings = next(iter(load_instances(args.config).values())) if args.config else None
+    if settings and args.online:
+        settings.require_secrets("halo")  # offline, explain reads no secret
     if settings:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
@@ -522,7 +537,7 @@ def _date(text: str) -> datetime:
 def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     ledgers = {name: Ledger.read_only(s.state.path) for name, s in instances.items()}
     writer, count = None, 0
     for name, ledger in ledgers.items():
@@ -586,7 +601,7 @@ def _web_password(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from responder.ledger import backup
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     for name, settings in instances.items():
         target = args.file
         if len(instances) > 1:

@@ -109,25 +109,33 @@ class CheckLine:
 
 
 async def check(settings: Settings) -> list[CheckLine]:
-    """Sign in to each part in turn; one line per part, whatever fails."""
+    """Sign in to each part in turn; one line per part, whatever fails.
+
+    A part whose secret cannot be read here (an ``env:`` variable only the service's
+    environment sets) is a failed line naming the key; the other parts are still tried.
+    """
     lines = [CheckLine("config", True, "valid")]
-    mailbox, sender = make_mail(settings)
-    try:
-        await mailbox.open()
-        lines.append(CheckLine("mailbox", True, await mailbox.describe()))
-    except MailboxError as exc:
-        lines.append(CheckLine("mailbox", False, str(exc)))
-    finally:
-        with contextlib.suppress(MailboxError):
-            await mailbox.close()
+    missing = {part: "; ".join(settings.secret_problems(part))
+               for part in ("mailbox", "smtp", "halo")}
+    mailbox, sender = _check_parts(settings, missing)
+    if mailbox is None:
+        lines.append(CheckLine("mailbox", False, missing["mailbox"]))
+    else:
+        lines.append(await _check_mailbox(mailbox))
     name = "smtp" if settings.smtp is not None else "sendmail"
     try:
-        lines.append(CheckLine(name, True, await sender.check()))
+        if sender is None:
+            lines.append(CheckLine(name, False, missing["smtp"]))
+        else:
+            lines.append(CheckLine(name, True, await sender.check()))
     except SmtpError as exc:
         lines.append(CheckLine(name, False, str(exc)))
     try:
-        async with halo_client(settings) as halo:
-            lines.append(CheckLine("halo", True, await halo.check()))
+        if missing["halo"]:
+            lines.append(CheckLine("halo", False, missing["halo"]))
+        else:
+            async with halo_client(settings) as halo:
+                lines.append(CheckLine("halo", True, await halo.check()))
     except HaloError as exc:
         lines.append(CheckLine("halo", False, str(exc)))
     try:
@@ -136,6 +144,33 @@ async def check(settings: Settings) -> list[CheckLine]:
     except Exception as exc:
         lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
     return lines
+
+
+def _check_parts(
+    settings: Settings, missing: dict[str, str]
+) -> tuple[Mailbox | None, Sender | None]:
+    """The mailbox and the sender that ``check`` can build: those whose secrets it has."""
+    if not missing["mailbox"] and not missing["smtp"]:
+        return make_mail(settings)
+    mailbox = None
+    if not missing["mailbox"]:
+        tokens = token_source(settings.imap) if settings.imap is not None else None
+        mailbox = make_mailbox(settings, tokens)
+    sender = None  # "same-as-imap" and Graph's sendMail miss what the mailbox misses
+    if not missing["smtp"] and settings.smtp is not None:
+        sender = SmtpSender(settings.smtp_sign_in())
+    return mailbox, sender
+
+
+async def _check_mailbox(mailbox: Mailbox) -> CheckLine:
+    try:
+        await mailbox.open()
+        return CheckLine("mailbox", True, await mailbox.describe())
+    except MailboxError as exc:
+        return CheckLine("mailbox", False, str(exc))
+    finally:
+        with contextlib.suppress(MailboxError):
+            await mailbox.close()
 
 
 async def read_ticket(settings: Settings, ticket_id: int) -> Ticket | None:
@@ -183,6 +218,8 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             stop, reload = _on_signals(loop)
             try:
                 instances = load_instances(config_path)
+                for settings in instances.values():
+                    settings.require_secrets()
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
                 if console is not None:
                     console.reload(instances)

@@ -71,8 +71,30 @@ def test_secrets_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_missing_secret_is_named_without_revealing_anything() -> None:
     data = {**MINIMAL, "imap": {**MINIMAL["imap"], "password": "env:NOT_SET_ANYWHERE"}}
+    settings = parse_settings(data)  # read only when a command needs it
+    assert settings.secret_problems("halo", "smtp") == []
+    assert settings.secret_problems() == [
+        "imap.password: environment variable NOT_SET_ANYWHERE is not set"]
     with pytest.raises(ConfigError, match=r"imap\.password: environment variable NOT_SET_ANYWHERE"):
-        parse_settings(data)
+        settings.require_secrets("mailbox")
+    with pytest.raises(ConfigError, match=r"imap\.password: environment variable NOT_SET_ANYWHERE"):
+        settings.imap.password.get_secret_value()  # type: ignore[union-attr]
+    assert "NOT_SET" not in repr(settings)
+
+
+def test_a_secret_is_read_when_first_used_and_named_per_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {**MINIMAL, "halo": {**MINIMAL["halo"], "client_secret": "env:LATE_SECRET"},
+            "instances": {"acme": {}}}
+    acme = parse_instances(data)["acme"]
+    assert acme.secret_problems("halo") == [
+        "instances.acme.halo.client_secret: environment variable LATE_SECRET is not set"]
+    monkeypatch.setenv("LATE_SECRET", "now-it-is-here")
+    acme.require_secrets()
+    assert acme.halo.client_secret.get_secret_value() == "now-it-is-here"
+    assert bool(acme.halo.client_secret) and acme.secrets() == [
+        "now-it-is-here", "imap-pass"]
 
 
 def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:

@@ -168,7 +168,8 @@ async def signin(request: Request) -> Response:
                                  f"{max(wait / 60, 1):.0f} min.", 429, target)
     name = " ".join(str(form.get("name", "")).split())[:64]
     password = str(form.get("password", ""))[:1024]
-    stored = console.web.password_hash or ""
+    hashed = console.web.password_hash  # `run` read it at start (require_secrets)
+    stored = hashed.get_secret_value() if hashed is not None else ""
     if not name or not await asyncio.to_thread(password_matches, stored, password):
         console.throttle.failed(client)
         log.warning("console: failed sign-in from %s", client)
