@@ -319,8 +319,24 @@ class SmtpSettings(MailSignIn):
         return self.port or {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
 
 
+STATE_FOLDER = "halo-approval-responder"  # under $XDG_STATE_HOME (~/.local/state)
+LEDGER_NAME = "ledger.sqlite3"
+
+
+def default_state_path() -> Path:
+    """The ledger without ``[state]``: never in the working directory, so that ``once``
+    from cron in another folder finds the same one. systemd's ``StateDirectory=`` (as
+    ``$STATE_DIRECTORY``), else the user's state folder (XDG Base Directory)."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd and Path(systemd).is_absolute():
+        return Path(systemd) / LEDGER_NAME
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / STATE_FOLDER / LEDGER_NAME
+
+
 class StateSettings(Section):
-    path: Path = Path("responder.sqlite3")
+    path: Path = Field(default_factory=default_state_path)
 
 
 class FolderSettings(Section):
@@ -466,7 +482,7 @@ class Settings(Section):
     maildir: MaildirSettings | None = None
     graph: GraphSettings | None = None
     smtp: SmtpSettings | None = None  # optional with [graph]: answers then go through Graph
-    state: StateSettings = StateSettings()
+    state: StateSettings = Field(default_factory=StateSettings)  # its path: env-dependent
     folders: FolderSettings = FolderSettings()
     parsing: ParsingSettings = ParsingSettings()
     answers: AnswerSettings = AnswerSettings()
@@ -618,7 +634,7 @@ def parse_instances(data: dict[str, Any]) -> dict[str, Settings]:
     for name, overrides in tables.items():
         merged = _merge(base, overrides)
         if "path" not in overrides.get("state", {}):  # its own ledger beside the shared one
-            shared = Path(base.get("state", {}).get("path", "responder.sqlite3"))
+            shared = Path(base.get("state", {}).get("path") or default_state_path())
             path = shared.with_name(f"{shared.stem}-{name}{shared.suffix}")
             merged["state"] = {**merged.get("state", {}), "path": str(path)}
         try:

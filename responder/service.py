@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from responder import __version__
 from responder.config import ConfigError, Settings, load_instances
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
-from responder.ledger import Ledger
+from responder.ledger import Ledger, LedgerError, schema_version
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
@@ -67,13 +68,19 @@ def make_mail(settings: Settings) -> tuple[Mailbox, Sender]:
 
 
 @contextlib.asynccontextmanager
-async def halo_client(settings: Settings) -> AsyncIterator[HaloClient]:
-    """A Halo client whose request budget is shared by every process on this ledger."""
+async def halo_client(settings: Settings, *, shared_budget: bool = True
+                      ) -> AsyncIterator[HaloClient]:
+    """A Halo client whose request budget is shared by every process on this ledger.
+
+    ``check`` goes without (``shared_budget=False``): it may run as another user than
+    the service's, and must neither create the ledger nor migrate it for its 2 requests.
+    """
+    budget: Ledger | None = None
     try:  # its own connection: the budget writes from worker threads
-        budget: Ledger | None = Ledger(settings.state.path)
-    except (sqlite3.Error, OSError) as exc:  # ``check`` reports the ledger on its own line
+        if shared_budget:
+            budget = Ledger(settings.state.path)
+    except (LedgerError, sqlite3.Error, OSError) as exc:  # ``check``: on the ledger's line
         log.warning("Halo request budget not shared (ledger unavailable: %s)", exc)
-        budget = None
     try:
         async with HaloClient(settings.halo, budget_store=budget) as halo:
             yield halo
@@ -134,16 +141,44 @@ async def check(settings: Settings) -> list[CheckLine]:
         if missing["halo"]:
             lines.append(CheckLine("halo", False, missing["halo"]))
         else:
-            async with halo_client(settings) as halo:
+            async with halo_client(settings, shared_budget=False) as halo:
                 lines.append(CheckLine("halo", True, await halo.check()))
     except HaloError as exc:
         lines.append(CheckLine("halo", False, str(exc)))
-    try:
-        Ledger(settings.state.path).close()
-        lines.append(CheckLine("ledger", True, str(settings.state.path)))
-    except Exception as exc:
-        lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
+    lines.append(await asyncio.to_thread(check_ledger, settings.state.path))
     return lines
+
+
+def check_ledger(path: Path) -> CheckLine:
+    """The ledger's absolute path and schema version, read without changing anything.
+
+    ``check`` may be run as another user (root) than the service's: it must not create
+    a ledger the service could then not write, nor migrate one.
+    """
+    where = str(path.absolute())
+    if not path.is_absolute():
+        where += " (state.path is relative: it depends on the working directory)"
+    if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return CheckLine("ledger", False, f"{where}: cannot be created: {folder} is not "
+                             "writable by this user")
+        return CheckLine("ledger", True, f"{where}, not created yet (the first run creates it)")
+    try:
+        ledger = Ledger.read_only(path)
+        try:
+            version = ledger.version()
+        finally:
+            ledger.close()
+    except (LedgerError, sqlite3.Error, OSError) as exc:
+        return CheckLine("ledger", False, f"{where}: {exc}")
+    if version > schema_version():
+        return CheckLine("ledger", False, f"{where}: schema version {version} was written by "
+                         f"a newer responder (this one knows up to {schema_version()}): "
+                         "upgrade the responder, or restore a backup made before the upgrade")
+    later = f"; the next run migrates it to {schema_version()}" if version < schema_version() \
+        else ""
+    return CheckLine("ledger", True, f"{where}, schema version {version}{later}")
 
 
 def _check_parts(

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
-from tests.test_admin import maildir_config, responder
+from tests.test_admin import REPO, maildir_config, responder
 
 SECRET = "RESPONDER_TEST_HALO_SECRET"  # set only where a test says so
 
@@ -97,3 +102,93 @@ def test_a_secret_file_readable_by_the_service_user_works_for_the_service_and_a_
     assert responder("check", "-c", config).returncode == 0
     assert harness.halo.client_secret not in once.stderr
 
+
+
+# -- 3. without [state], the ledger does not depend on the working directory ---------
+
+def run_in(folder: Path, *args: str | Path, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """``responder ARGS`` typed in a shell whose working directory is ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "responder.cli", *map(str, args)],
+                          cwd=folder, capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def test_once_from_cron_in_any_folder_uses_one_ledger_in_the_users_state_folder(
+    harness: Harness, tmp_path: Path
+) -> None:
+    harness.overrides = {"state": None}
+    config = harness.write_config(tmp_path / "config.toml")
+    state_home = tmp_path / "xdg-state"
+    env = {"XDG_STATE_HOME": str(state_home)}
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+
+    first = run_in(tmp_path / "cron-home", "once", "-c", config, env=env)
+    check = run_in(tmp_path / "elsewhere", "check", "-c", config, env=env)
+    audit = run_in(tmp_path / "elsewhere", "audit", "-c", config, "--json", env=env)
+
+    assert first.returncode == 0, first.stderr
+    ledger = state_home / "halo-approval-responder" / "ledger.sqlite3"
+    assert [json.loads(line)["outcome"] for line in audit.stdout.splitlines()] == ["approved"]
+    assert f"ledger   ok     {ledger}, schema version {len(MIGRATIONS)}" in check.stdout
+    assert not list((tmp_path / "cron-home").iterdir())  # nothing in the working directory
+    assert not list((tmp_path / "elsewhere").iterdir())
+    # outside systemd (a shell's umask 022): the ledger and SQLite's files beside it 0600
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in ledger.parent.iterdir()}
+    assert modes and set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE(ledger.parent.stat().st_mode) == 0o700
+
+
+def test_under_systemd_the_ledger_is_in_the_state_directory(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    config.write_text(config.read_text().split("[state]")[0] + "[security]\n"
+                      'trusted_authserv_id = ["mx.test.example"]\n')
+    state = tmp_path / "var-lib-halo-approval-responder"
+    state.mkdir()
+
+    done = run_in(tmp_path / "wd", "check", "-c", config, env={"STATE_DIRECTORY": str(state)})
+
+    assert f"ledger   ok     {state / 'ledger.sqlite3'}, not created yet (the first run " \
+        "creates it)" in done.stdout.splitlines()
+    assert list(state.iterdir()) == []  # check creates no ledger
+
+
+def test_check_shows_a_relative_state_path_as_absolute_and_says_it_moves(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    config.write_text(config.read_text().replace(
+        f'path = "{tmp_path / "state" / "ledger.sqlite3"}"', 'path = "ledger.sqlite3"'))
+
+    done = run_in(tmp_path / "wd", "check", "-c", config)
+
+    assert f"ledger   ok     {tmp_path / 'wd' / 'ledger.sqlite3'} (state.path is relative: it " \
+        "depends on the working directory), not created yet (the first run creates it)" \
+        in done.stdout.splitlines()
+
+
+# -- 7. a ledger written by a newer release -------------------------------------------
+
+def test_check_against_a_newer_ledger_prints_its_table_with_the_reason_on_the_ledger_line(
+    harness: Harness, tmp_path: Path
+) -> None:
+    config = harness.write_config(tmp_path / "config.toml")
+    path = harness.settings.state.path
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")  # as the next release leaves it
+    db.close()
+    before = path.read_bytes()
+
+    done = responder("check", "-c", config)
+
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:5]] == [
+        ["config", "ok"], ["mailbox", "ok"], ["smtp", "ok"], ["halo", "ok"], ["ledger", "FAILED"]]
+    assert lines[4] == (
+        f"ledger   FAILED {path}: schema version {len(MIGRATIONS) + 1} was written by a newer "
+        f"responder (this one knows up to {len(MIGRATIONS)}): upgrade the responder, or "
+        "restore a backup made before the upgrade")
+    assert lines[5] == "1 of 5 parts FAILED: ledger"
+    assert "error:" not in done.stderr and "Traceback" not in done.stderr
+    assert path.read_bytes() == before

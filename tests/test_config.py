@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from responder.config import ConfigError, load_settings, parse_instances, parse_settings
+from responder.config import (
+    ConfigError,
+    default_state_path,
+    load_settings,
+    parse_instances,
+    parse_settings,
+)
 
 MINIMAL = {
     "halo": {"base_url": "https://halo.example.com/", "client_id": "id",
@@ -120,8 +126,23 @@ def test_instances_share_the_top_level_and_override_it() -> None:
     assert acme.imap.host == "imap.example.com"  # shared
     assert acme.halo.base_url == "https://halo.example.com/"
     assert globex.halo.base_url == "https://globex.halopsa.com"
-    assert acme.state.path == Path("responder-acme.sqlite3")  # beside the shared default
-    assert globex.state.path == Path("/tmp/globex.db")
+    assert acme.state.path == default_state_path().with_name("ledger-acme.sqlite3")  # beside
+    assert globex.state.path == Path("/tmp/globex.db")  # the shared default, or its own
+
+
+def test_without_state_the_ledger_is_in_the_state_folder_never_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert parse_settings(MINIMAL).state.path == (
+        tmp_path / "xdg" / "halo-approval-responder" / "ledger.sqlite3")
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")  # as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert parse_settings(MINIMAL).state.path == (
+        tmp_path / "home" / ".local" / "state" / "halo-approval-responder" / "ledger.sqlite3")
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'lib'}:{tmp_path / 'other'}")  # systemd
+    assert parse_settings(MINIMAL).state.path == tmp_path / "lib" / "ledger.sqlite3"
 
 
 def test_a_single_config_is_the_default_instance() -> None:
