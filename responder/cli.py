@@ -223,10 +223,12 @@ def _add_run(sub: Any) -> None:
     p = _command(
         sub, "run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)",
         "Runs until SIGTERM or Ctrl-C (finishing the pass in hand). SIGHUP reloads the\n"
-        "config. A mailbox or Halo that is down is retried with backoff.",
+        "config, [web] and the health port included. A mailbox or Halo that is down is\n"
+        "retried with backoff.",
         "  responder run --config /etc/halo-approval-responder/config.toml --log-format json",
-        "  0 stopped by SIGTERM or SIGHUP-less shutdown; 2 bad usage or config (systemd:\n"
-        "  RestartPreventExitStatus=2, so a config error is not restarted in a loop)")
+        "  0 stopped by SIGTERM; 1 it could not start (e.g. a newer ledger); 2 bad usage or\n"
+        "  config (systemd: RestartPreventExitStatus=2, so a config error is not restarted\n"
+        "  in a loop); 130 stopped by Ctrl-C (SIGINT)")
     _config_options(p)
 
 
@@ -499,8 +501,8 @@ def _progress(name: str) -> Callable[[str], None] | None:
 def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
-    asyncio.run(serve(_instances(args), args.config))
-    return OK
+    stopped_by = asyncio.run(serve(_instances(args), args.config))
+    return INTERRUPTED if stopped_by == "SIGINT" else OK
 
 
 def _explain(args: argparse.Namespace) -> int:

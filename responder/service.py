@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_instances
+from responder.config import ConfigError, ServiceSettings, Settings, load_instances
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
 from responder.ledger import Ledger, LedgerError, schema_version
@@ -221,50 +221,122 @@ async def once(
         return await worker.run_once()
 
 
-async def serve(instances: dict[str, Settings], config_path: Path | None = None) -> None:
-    """Run every instance until SIGTERM/SIGINT, each isolated from the others' failures.
+async def serve(instances: dict[str, Settings], config_path: Path | None = None) -> str:
+    """Run every instance until SIGTERM/SIGINT, each isolated from the others' failures;
+    returns the signal that stopped it (``responder run`` exits 130 after SIGINT).
 
     SIGTERM finishes the pass in hand, then closes everything. SIGHUP reloads the config
-    from ``config_path`` and carries on with the new one; a config that does not
-    validate is reported and the old one kept. Each ledger is opened (and its schema
-    migrated) before any mail is read, so an upgrade shows in the first lines.
+    from ``config_path`` and carries on with the new one, ``[web]`` and the health port
+    included; a config that does not validate is reported and the old one kept. Each
+    ledger is opened (and its schema migrated) before any mail is read, so an upgrade
+    shows in the first lines.
     """
     loop = asyncio.get_running_loop()
-    stop, reload = _on_signals(loop)
+    stopped_by: list[str] = []
+    stop, reload = _on_signals(loop, stopped_by)
     log.info("responder %s starting: %s", __version__, describe_targets(instances))
     for name, settings in instances.items():
         await asyncio.to_thread(_prepare_ledger, name, settings)
     metrics = Metrics()
-    service = next(iter(instances.values())).service
-    console = await _start_console(instances, metrics)  # first: a port in use stops us here
-    server = None
-    if service.metrics_port:
-        stale = 3 * max(service.retry_seconds, 60.0)
-        server = await serve_metrics(metrics, service.metrics_host, service.metrics_port, stale)
-        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+    endpoints = Endpoints(metrics)
     try:
+        await endpoints.start(instances)  # a port in use stops us here
         while True:
             await asyncio.gather(*(
                 _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
             ))
-            if not reload.is_set() or config_path is None:
+            if stopped_by or not reload.is_set() or config_path is None:
                 log.info("stopped")
-                return
-            stop, reload = _on_signals(loop)
+                return stopped_by[0] if stopped_by else "SIGTERM"
+            stop, reload = _on_signals(loop, stopped_by)
             try:
                 instances = load_instances(config_path)
                 for settings in instances.values():
                     settings.require_secrets()
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
-                if console is not None:
-                    console.reload(instances)
             except ConfigError as exc:
                 log.error("config not reloaded, keeping the old one: %s", exc)
+                continue
+            await endpoints.apply(instances)
     finally:
-        if server is not None:
-            server.close()
-        if console is not None:
-            await console.stop()
+        await endpoints.close()
+
+
+class Endpoints:
+    """What ``run`` serves besides mail: /healthz and /metrics (``[service]
+    metrics_host:metrics_port``) and the review console (``[web] host:port``).
+
+    At start a port that cannot be had stops the start; on a reload (SIGHUP) each is
+    moved, opened or closed as the new config says, and a port that cannot be had is
+    logged naming its key, the rest of the reload standing.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.server: asyncio.Server | None = None
+        self.console: RunningConsole | None = None
+        self._health: tuple[str, int, float] = ("", 0, 0.0)
+        self._web: tuple[str, int] = ("", 0)
+
+    async def start(self, instances: dict[str, Settings]) -> None:
+        first = next(iter(instances.values()))
+        self.console = await _start_console(instances, self.metrics)  # first, as before
+        self._web = (first.web.host, first.web.port)
+        await self._serve_health(first.service)
+
+    async def apply(self, instances: dict[str, Settings]) -> None:
+        """Bring the endpoints in line with a reloaded config."""
+        first = next(iter(instances.values()))
+        if (first.web.host, first.web.port) == self._web:
+            if self.console is not None:
+                self.console.reload(instances)  # the password and session length
+        else:
+            await self._close_console()
+            self._web = (first.web.host, first.web.port)
+            try:
+                self.console = await _start_console(instances, self.metrics)
+            except ConfigError as exc:
+                log.error("review console not served: %s", exc)
+            if self.console is None and not first.web.port:
+                log.info("review console closed (web.port = 0)")
+        try:
+            await self._serve_health(first.service)
+        except OSError as exc:
+            log.error("service.metrics_port: cannot listen on %s:%d: %s; /healthz and "
+                      "/metrics not served", first.service.metrics_host,
+                      first.service.metrics_port, os.strerror(exc.errno) if exc.errno else exc)
+
+    async def _serve_health(self, service: ServiceSettings) -> None:
+        """(Re)start the health port when its address or staleness changed."""
+        stale = 3 * max(service.retry_seconds, 60.0)
+        wanted = (service.metrics_host, service.metrics_port, stale)
+        if wanted == self._health:
+            return
+        moved = self.server is not None
+        await self._close_health()
+        self._health = wanted
+        if not service.metrics_port:
+            if moved:
+                log.info("metrics closed (service.metrics_port = 0)")
+            return
+        self.server = await serve_metrics(self.metrics, service.metrics_host,
+                                          service.metrics_port, stale)
+        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+
+    async def _close_health(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def _close_console(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
+            self.console = None
+
+    async def close(self) -> None:
+        await self._close_health()
+        await self._close_console()
 
 
 async def _start_console(instances: dict[str, Settings], metrics: Metrics) -> RunningConsole | None:
@@ -301,18 +373,22 @@ def _prepare_ledger(name: str, settings: Settings) -> None:
         ledger.close()
 
 
-def _on_signals(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, asyncio.Event]:
-    """Fresh stop and reload events, set by SIGTERM/SIGINT and SIGHUP from now on."""
+def _on_signals(
+    loop: asyncio.AbstractEventLoop, stopped_by: list[str]
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Fresh stop and reload events, set by SIGTERM/SIGINT and SIGHUP from now on; the
+    stopping signals are noted in ``stopped_by`` (a stop during a reload wins)."""
     stop, reload = asyncio.Event(), asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop)
-    loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop)
+    loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop, stopped_by)
+    loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop, stopped_by)
     loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
     return stop, reload
 
 
-def _stopping(signame: str, stop: asyncio.Event) -> None:
-    if not stop.is_set():
+def _stopping(signame: str, stop: asyncio.Event, stopped_by: list[str]) -> None:
+    if not stopped_by:
         log.info("%s received: finishing the pass in hand, then stopping", signame)
+    stopped_by.append(signame)
     stop.set()
 
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
-from tests.test_admin import REPO, maildir_config, responder
+from tests.test_admin import REPO, Service, closed_port, maildir_config, responder
 
 SECRET = "RESPONDER_TEST_HALO_SECRET"  # set only where a test says so
 
@@ -192,3 +197,127 @@ def test_check_against_a_newer_ledger_prints_its_table_with_the_reason_on_the_le
     assert lines[5] == "1 of 5 parts FAILED: ledger"
     assert "error:" not in done.stderr and "Traceback" not in done.stderr
     assert path.read_bytes() == before
+
+
+# -- 4. SIGHUP applies [web] and the health port ---------------------------------------
+
+def answers(url: str) -> int | None:
+    """The HTTP status at ``url``, or None when nothing listens there."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def test_sighup_moves_the_health_port_and_opens_the_console(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from responder.console.auth import hash_password
+
+    first, second, web = closed_port(), closed_port(), closed_port()
+    harness.overrides = {"service": {"metrics_port": first}}
+    config = harness.write_config(tmp_path / "config.toml")
+    service = Service(config, tmp_path / "run.log")
+    try:
+        service.wait_for(f"metrics on http://127.0.0.1:{first}/metrics")
+        service.wait_for("signed in as")
+        assert answers(f"http://127.0.0.1:{first}/healthz") in (200, 503)
+
+        harness.overrides = {"service": {"metrics_port": second},
+                             "web": {"port": web, "password_hash": hash_password("x" * 12)}}
+        harness.write_config(config)
+        service.proc.send_signal(signal.SIGHUP)
+        service.wait_for(f"metrics on http://127.0.0.1:{second}/metrics")
+        service.wait_for(f"review console on http://127.0.0.1:{web}/")
+
+        assert answers(f"http://127.0.0.1:{first}/healthz") is None  # moved, not doubled
+        assert answers(f"http://127.0.0.1:{second}/healthz") in (200, 503)
+        assert answers(f"http://127.0.0.1:{web}/signin") == 200
+
+        harness.overrides = {"service": {"metrics_port": 0}, "web": {"port": 0}}
+        harness.write_config(config)
+        service.proc.send_signal(signal.SIGHUP)
+        service.wait_for("review console closed (web.port = 0)")
+        service.wait_for("metrics closed (service.metrics_port = 0)")
+        assert answers(f"http://127.0.0.1:{second}/healthz") is None
+        assert answers(f"http://127.0.0.1:{web}/signin") is None
+    finally:
+        code = service.terminate()
+    text = service.log.read_text()
+    assert code == 0 and "Traceback" not in text
+    assert text.count("config reloaded from") == 2
+
+
+def test_sighup_with_a_port_in_use_keeps_serving_mail_and_names_the_key(
+    harness: Harness, tmp_path: Path
+) -> None:
+    config = harness.write_config(tmp_path / "config.toml")
+    service = Service(config, tmp_path / "run.log")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            service.wait_for("signed in as")
+            harness.overrides = {"service": {"metrics_port": port}}
+            harness.write_config(config)
+            service.proc.send_signal(signal.SIGHUP)
+            service.wait_for("/healthz and /metrics not served")
+            harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+            deadline = time.monotonic() + 30
+            while harness.halo.approver(1234, 1)["result"] is None:
+                assert time.monotonic() < deadline, "not decided after the reload"
+                time.sleep(0.1)
+        finally:
+            code = service.terminate()
+    error = next(line for line in service.lines() if "ERROR" in line)
+    assert error.endswith(f"service.metrics_port: cannot listen on 127.0.0.1:{port}: Address "
+                          "already in use; /healthz and /metrics not served")
+    assert code == 0
+
+
+# -- 5. exit codes: each row of the table, for real ---------------------------------------
+
+def documented_exit_codes() -> set[int]:
+    """The codes ``responder --help`` lists (the table the guides show)."""
+    text = responder("--help").stdout.split("exit codes:")[1]
+    return {int(line.split()[0]) for line in text.splitlines() if line.strip()}
+
+
+def test_every_documented_exit_code_is_what_a_shell_sees(harness: Harness, tmp_path: Path) -> None:
+    config = harness.write_config(tmp_path / "config.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("[imap]\n", '[imap]\nport = "nine"\n', 1))
+    seen: dict[int, str] = {}
+
+    seen[responder("once", "-c", config).returncode] = "once, nothing waiting"
+    harness.overrides = {"halo": {"base_url": f"http://127.0.0.1:{closed_port()}",
+                                  "max_retries": 0}}
+    seen[responder("check", "-c", harness.write_config(tmp_path / "down.toml")).returncode] = (
+        "check with Halo down")
+    seen[responder("check", "-c", bad).returncode] = "a config error"
+    for signame, expected in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        service = Service(config, tmp_path / f"run-{signame.name}.log")
+        service.wait_for("signed in as")
+        service.proc.send_signal(signame)  # Ctrl-C: the terminal sends SIGINT
+        code = service.proc.wait(timeout=30)
+        service.terminate()
+        assert code == expected, "\n".join(service.lines())
+        assert service.lines()[-2].endswith(
+            f"{signame.name} received: finishing the pass in hand, then stopping")
+        seen[code] = f"run stopped by {signame.name}"
+    ledger = Ledger(harness.settings.state.path)
+    for i in range(3000):  # more than a pipe holds: head closes it while audit writes
+        ledger.record(f"<{i}@example.com>", content_hash=str(i), state="filed",
+                      outcome="approved", reason="recorded in Halo " * 4)
+    ledger.close()
+    piped = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m responder.cli audit -c "{config}" | head -1 '
+                       '>/dev/null; echo "${PIPESTATUS[0]}"'],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    seen[int(piped.stdout)] = "audit | head"
+
+    assert set(seen) == documented_exit_codes() == {0, 1, 2, 130, 141}, seen
