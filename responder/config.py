@@ -430,6 +430,9 @@ class ServiceSettings(Section):
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /healthz and /metrics
     metrics_host: str = "127.0.0.1"
+    # /healthz turns unhealthy once the mailbox, Halo or the outgoing mail has been failing
+    # for longer than this (a refused sign-in: at once, waiting does not heal it).
+    unhealthy_after_seconds: float = Field(default=300.0, ge=0)
     retry_seconds: float = Field(default=60.0, gt=0)  # pending work and the outbox, retried
     # Several instances may watch one mailbox: each claims a message before acting on it;
     # a claim not renewed for this long (its holder crashed) is taken over.

@@ -264,6 +264,10 @@ class HaloClient:
         self._token: str | None = None
         self._token_expiry = 0.0
         self._token_lock = asyncio.Lock()
+        # How the last API call went, for /healthz: None before the first; ``refused``
+        # when Halo refused the sign-in (that does not heal by waiting).
+        self.reachable: bool | None = None
+        self.refused = False
 
     async def __aenter__(self) -> HaloClient:
         return self
@@ -375,6 +379,27 @@ class HaloClient:
     # -- requests --------------------------------------------------------------------
 
     async def _api(
+        self,
+        method: str,
+        path: str,
+        label: str,
+        *,
+        idempotent: bool,
+        allow: frozenset[int] | set[int] = frozenset(),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """An API call, noting whether Halo answered it (``reachable``, ``refused``)."""
+        try:
+            response = await self._authorised(method, path, label, idempotent=idempotent,
+                                              allow=allow, **kwargs)
+        except HaloError as exc:
+            self.reachable = not isinstance(exc, HaloAuthError | HaloUnavailable)
+            self.refused = isinstance(exc, HaloAuthError)
+            raise
+        self.reachable, self.refused = True, False
+        return response
+
+    async def _authorised(
         self,
         method: str,
         path: str,

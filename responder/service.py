@@ -308,6 +308,7 @@ class Endpoints:
 
     async def _serve_health(self, service: ServiceSettings) -> None:
         """(Re)start the health port when its address or staleness changed."""
+        self.metrics.unhealthy_after = service.unhealthy_after_seconds
         stale = 3 * max(service.retry_seconds, 60.0)
         wanted = (service.metrics_host, service.metrics_port, stale)
         if wanted == self._health:
@@ -433,10 +434,11 @@ async def _serve_one(name: str, settings: Settings, stop: asyncio.Event, metrics
         except MailboxAuthError as exc:
             log.error("%s: mailbox authentication failed: %s; retrying in %.0f s",
                       name, exc, backoff)
-            metrics.mailbox_reachable(False, f"authentication failed: {exc}")
+            metrics.mailbox_reachable(False, f"authentication failed: {exc}", instance=name,
+                                      refused=True)
         except (MailboxError, HaloError, OSError) as exc:
             log.error("%s: cannot start: %s; retrying in %.0f s", name, exc, backoff)
-            metrics.mailbox_reachable(False, str(exc))
+            metrics.mailbox_reachable(False, str(exc), instance=name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
         backoff = min(backoff * 2, 300.0)

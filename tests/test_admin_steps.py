@@ -23,7 +23,7 @@ from pathlib import Path
 
 from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
-from tests.test_admin import REPO, Service, closed_port, maildir_config, responder
+from tests.test_admin import REPO, Service, closed_port, health, maildir_config, responder
 
 SECRET = "RESPONDER_TEST_HALO_SECRET"  # set only where a test says so
 
@@ -321,3 +321,86 @@ def test_every_documented_exit_code_is_what_a_shell_sees(harness: Harness, tmp_p
     seen[int(piped.stdout)] = "audit | head"
 
     assert set(seen) == documented_exit_codes() == {0, 1, 2, 130, 141}, seen
+
+
+# -- 6. /healthz: each dependency, and unhealthy once one fails for too long --------------
+
+def wait_for_health(port: int, want: str, timeout: float = 30) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = health(port)
+        except urllib.error.URLError:  # not listening yet
+            status, body = 0, ""
+        if want in body:
+            return status, body
+        assert time.monotonic() < deadline, f"no {want!r} in /healthz:\n{body}"
+        time.sleep(0.1)
+
+
+def test_healthz_turns_unhealthy_once_halo_has_been_down_too_long_then_recovers(
+    harness: Harness, tmp_path: Path
+) -> None:
+    port = closed_port()
+    harness.overrides = {"halo": {"max_retries": 0},
+                         "service": {"metrics_port": port, "retry_seconds": 1,
+                                     "unhealthy_after_seconds": 3}}
+    config = harness.write_config(tmp_path / "config.toml")
+    service = Service(config, tmp_path / "run.log")
+    try:
+        status, body = wait_for_health(port, "last pass")
+        assert status == 200
+        assert body.splitlines()[:4] == ["ok", "mailbox ok", "halo not contacted yet",
+                                         "outgoing-mail not contacted yet"]
+
+        harness.halo.faults.error_rate = 1.0  # Halo answers 500 to everything
+        harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+        status, body = wait_for_health(port, "halo failing for")
+        failing_for = int(body.split("halo failing for ")[1].split()[0])
+        if failing_for < 3:
+            assert status == 200, body  # not yet: a short outage is not an alarm
+        status, body = wait_for_health(port, "unhealthy: halo failing for")
+        assert status == 503
+        assert body.splitlines()[0].endswith(" s (over 3 s)")
+        assert "mailbox ok" in body.splitlines()
+        for private in ("500", harness.halo.base_url, harness.user, "ticket", "Halo answered"):
+            assert private not in body  # names, states and seconds only
+
+        harness.halo.faults.error_rate = 0.0  # Halo is back: the pending reply is retried
+        status, body = wait_for_health(port, "outgoing-mail ok")
+        assert status == 200 and body.splitlines()[:4] == [
+            "ok", "mailbox ok", "halo ok", "outgoing-mail ok"]
+    finally:
+        code = service.terminate()
+    assert code == 0
+    assert harness.halo.approver(1234, 1)["result"] == 1
+
+
+def test_health_rules_per_dependency_and_instance() -> None:
+    from responder.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.unhealthy_after = 60
+    metrics.record_pass("acme", [], [], {}, 0, halo=(True, False), outgoing=None)
+    metrics.record_pass("globex", [], [], {}, 0, halo=(False, False), outgoing=False)
+    ok, text = metrics.healthy(stale_after=180)
+    assert ok, text  # failing, but not for long
+    assert text.splitlines() == [
+        "ok",
+        "acme: mailbox ok", "acme: halo ok", "acme: outgoing-mail not contacted yet",
+        "globex: mailbox ok", "globex: halo failing for 0 s",
+        "globex: outgoing-mail failing for 0 s",
+        "last pass 0 s ago",
+    ]
+    metrics.dependencies["globex", "outgoing-mail"].failing_since = time.time() - 61
+    ok, text = metrics.healthy(stale_after=180)
+    assert not ok and text.startswith("unhealthy: globex: outgoing-mail failing for 61 s "
+                                      "(over 60 s)\n")
+    metrics.record_pass("globex", [], [], {}, 0, halo=(None, False), outgoing=True)
+    assert metrics.healthy(stale_after=180)[0]  # Halo not called: still failing, not long
+    metrics.mailbox_reachable(False, "imap: login refused for approvals", instance="acme",
+                              refused=True)
+    ok, text = metrics.healthy(stale_after=180)
+    assert not ok and text.startswith("unhealthy: acme: mailbox refusing the sign-in\n")
+    assert "acme: mailbox refusing the sign-in for 0 s" in text.splitlines()
+    assert "approvals" not in text and "login" not in text
