@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from responder.standin import StandinHalo
+from tests.corpus_cases import SKIPPED
 from tests.harness import Harness
 from tests.servers import Dovecot, SmtpSink
 
@@ -31,6 +32,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _STATE_HOME: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One visible line when the corpus tests were skipped for want of the corpus, saying
+    how to run them (a skip alone shows only as an "s", even without -q)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if SKIPPED in reason and "RESPONDER_CORPUS=/path" in reason:
+            terminalreporter.write_line(reason.removeprefix("Skipped: "), yellow=True)
+            return
 
 
 @pytest.fixture(autouse=True)

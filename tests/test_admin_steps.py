@@ -404,3 +404,33 @@ def test_health_rules_per_dependency_and_instance() -> None:
     assert not ok and text.startswith("unhealthy: acme: mailbox refusing the sign-in\n")
     assert "acme: mailbox refusing the sign-in for 0 s" in text.splitlines()
     assert "approvals" not in text and "login" not in text
+
+
+# -- 8. a fresh clone's test command -------------------------------------------------------
+
+def test_a_fresh_clone_skips_the_corpus_tests_with_one_line_saying_how_to_run_them(
+    tmp_path: Path,
+) -> None:
+    clone = tmp_path / "halo-approval-responder"  # no ../shared/corpus beside it
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in files.splitlines():
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            (clone / name).write_bytes((REPO / name).read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "RESPONDER_CORPUS")}
+
+    def pytest(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                               "tests/test_corpus.py", "tests/test_decision.py"], cwd=clone,
+                              capture_output=True, text=True, timeout=120, env={**env, **extra})
+
+    fresh, ci = pytest(), pytest(CI="true")
+
+    assert fresh.returncode == 0, fresh.stdout
+    told = [line for line in fresh.stdout.splitlines() if "corpus" in line]
+    assert told == [f"corpus tests skipped: no corpus at {tmp_path / 'shared' / 'corpus'}; to "
+                    "run them, set RESPONDER_CORPUS=/path/to/corpus (CI=true requires it)"]
+    assert " passed, 1 skipped in " in fresh.stdout.splitlines()[-1]
+    assert ci.returncode != 0
+    assert "CI=true requires the corpus" in ci.stdout
