@@ -23,6 +23,7 @@ import bisect
 import email.utils
 import logging
 import random
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -446,8 +447,8 @@ class HaloClient:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(exc, method, url)
-                if failure.maybe_applied and not idempotent:
-                    raise failure from None
+                if (failure.maybe_applied and not idempotent) or _name_unknown(exc):
+                    raise failure from None  # a name DNS does not know: no use retrying now
                 delay = self._backoff(attempt)
             else:
                 log.debug("%s %s -> %d", method, _path(response), response.status_code)
@@ -487,6 +488,11 @@ class HaloClient:
         sent = not isinstance(exc, _NOT_SENT)
         if isinstance(exc, httpx.TimeoutException):
             what = f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})"
+        elif _name_unknown(exc):
+            host = httpx.URL(url).host
+            key = "auth_url" if self.settings.auth_url and url == self.settings.token_url \
+                else "base_url"
+            what = f"no such host: {host} is not known to DNS (check halo.{key})"
         else:
             what = f"connection failed ({type(exc).__name__}: {_redact(str(exc), self)})"
         return HaloUnavailable(what, method=method, path=path, maybe_applied=sent)
@@ -513,6 +519,22 @@ class HaloClient:
 
 
 # -- helpers (pure) ----------------------------------------------------------------------
+
+
+_NAME_UNKNOWN = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_unknown(exc: BaseException) -> bool:
+    """Whether DNS answered that the host does not exist (not a temporary failure, which
+    is EAI_AGAIN): retrying within seconds cannot help, the next pass tries again."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx.ConnectError <- httpcore.ConnectError <- socket.gaierror
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in _NAME_UNKNOWN
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def decision_reserve(settings: HaloSettings) -> int:

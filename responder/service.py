@@ -246,8 +246,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
                 _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
             ))
             if stopped_by or not reload.is_set() or config_path is None:
-                log.info("stopped")
-                return stopped_by[0] if stopped_by else "SIGTERM"
+                break
             stop, reload = _on_signals(loop, stopped_by)
             try:
                 instances = load_instances(config_path)
@@ -260,6 +259,8 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
             await endpoints.apply(instances)
     finally:
         await endpoints.close()
+    log.info("stopped")
+    return stopped_by[0] if stopped_by else "SIGTERM"
 
 
 class Endpoints:

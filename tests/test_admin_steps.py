@@ -8,8 +8,11 @@ release. Real servers throughout; ``tests/test_admin.py`` holds the helpers.
 
 from __future__ import annotations
 
+import email
+import html
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -21,9 +24,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from responder.ledger import MIGRATIONS, Ledger
-from tests.harness import Harness, gmail_reply
+from responder.message import analyse
+from responder.plan import ANSWERED, Outcome
+from tests.clients import outlook_desktop
+from tests.harness import Harness, gmail_reply, text_of
 from tests.test_admin import REPO, Service, closed_port, health, maildir_config, responder
+from tests.test_languages import ALICE, answer, html_of
 
 SECRET = "RESPONDER_TEST_HALO_SECRET"  # set only where a test says so
 
@@ -249,6 +258,14 @@ def test_sighup_moves_the_health_port_and_opens_the_console(
     text = service.log.read_text()
     assert code == 0 and "Traceback" not in text
     assert text.count("config reloaded from") == 2
+    # uvicorn's own lines about a "server process" that is a task in this one are gone;
+    # every line is in the product's format, the console saying when it starts and stops
+    for uvicorn in ("Started server process", "Shutting down", "Finished server process",
+                    "Waiting for application", "Uvicorn running"):
+        assert uvicorn not in text
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) ", line)
+               for line in text.splitlines()), text
+    assert f"review console on http://127.0.0.1:{web}/ stopped" in text
 
 
 def test_sighup_with_a_port_in_use_keeps_serving_mail_and_names_the_key(
@@ -434,3 +451,43 @@ def test_a_fresh_clone_skips_the_corpus_tests_with_one_line_saying_how_to_run_th
     assert " passed, 1 skipped in " in fresh.stdout.splitlines()[-1]
     assert ci.returncode != 0
     assert "CI=true requires the corpus" in ci.stdout
+
+
+# -- 9. smaller ones -----------------------------------------------------------------------
+
+def test_check_says_at_once_when_halos_name_is_not_known_to_dns(tmp_path: Path) -> None:
+    try:  # .invalid never resolves (RFC 6761); a machine without DNS says "try again"
+        socket.getaddrinfo("halo.invalid", 443)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's DNS does not answer ({exc})")
+    config = maildir_config(tmp_path, halo_url="https://halo.invalid")
+    config.write_text(config.read_text().replace("max_retries = 0\n", ""))  # the default 4
+    (tmp_path / "mail").mkdir()
+
+    started = time.monotonic()
+    done = responder("check", "-c", config)
+    took = time.monotonic() - started
+
+    halo = next(line for line in done.stdout.splitlines() if line.startswith("halo "))
+    assert halo == ("halo     FAILED POST /auth/token: no such host: halo.invalid is not known "
+                    "to DNS (check halo.base_url)")
+    assert "retry" not in done.stderr  # was: four retries, 6 s, before saying so
+    assert took < 5
+
+
+@pytest.mark.parametrize("outcome", sorted(ANSWERED), ids=str)
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "nl", "es"])
+def test_the_text_answer_ends_with_the_same_do_not_reply_sentence_as_the_html(
+    outcome: Outcome, lang: str
+) -> None:
+    client = outlook_desktop(ALICE, "Reject - too dear", lang=lang) if lang != "en" else \
+        outlook_desktop(ALICE, "Reject - too dear")
+    message = email.message_from_bytes(answer(analyse(client), outcome).as_bytes())
+    html_footer = re.findall(r'<p style="color: #777; font-size: 12px;">(.*?)</p>',
+                             html_of(message), re.S)[-1]
+
+    assert text_of(message).endswith(" ".join(html.unescape(html_footer).split()))
+    if lang == "en":
+        assert text_of(message).endswith(
+            "Please do not reply to it unless you want to send a new decision.")
