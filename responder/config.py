@@ -10,11 +10,13 @@ environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -109,12 +111,33 @@ def _lazy_secret(value: Any) -> Any:
 
 
 def _web_address(value: str) -> str:
-    """An http(s) address with a host: without a scheme every request would fail later."""
+    """An https address with a host; plain http only to this machine (a test or a tunnel).
+
+    Without a scheme every request would fail later; over plain http the client secret
+    and the bearer tokens would cross the network in clear text.
+    """
     scheme, _, rest = value.partition("://")
     if scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise ValueError(f"expected an address starting with https:// (got {value!r}), "
                          f"e.g. https://{rest or value or 'yourcompany.halopsa.com'}")
+    if scheme.lower() == "http" and not _loopback(value):
+        raise ValueError("plain http:// would send secrets and tokens in clear text: use "
+                         "https:// (http:// is allowed only to 127.0.0.1, ::1 or localhost)")
     return value
+
+
+def _loopback(url: str) -> bool:
+    """Whether the URL's host is this machine: 127.0.0.0/8, ::1 or localhost."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _existing_folder(value: Path) -> Path:
@@ -201,7 +224,7 @@ class MailSignIn(Section):
     client_secret: OptionalSecret = None
     service_account_file: Path | None = None  # oauth2-google: the service account's JSON key
     refresh_token: OptionalSecret = None  # oauth2-google: a refresh token for this mailbox
-    token_url: str | None = None  # oauth2: the token endpoint; oauth2-google: token_uri override
+    token_url: WebAddress | None = None  # oauth2: the token endpoint; oauth2-google: token_uri
     scope: str | None = None  # default: the provider's mail scope
     sasl: Literal["auto", "xoauth2", "oauthbearer"] = "auto"  # auto: XOAUTH2 unless not offered
 
@@ -276,8 +299,8 @@ class GraphSettings(Section):
     mailbox: str = Field(min_length=3)  # the approvals mailbox's address (or object id)
     folder: str = "Inbox"
     poll_seconds: float = Field(default=10.0, gt=0)
-    authority: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority: WebAddress = "https://login.microsoftonline.com"
+    graph_url: WebAddress = "https://graph.microsoft.com/v1.0"
     timeout: float = Field(default=30.0, gt=0)
     # Requests in flight on this mailbox from this process (Outlook allows 4 per app and
     # mailbox): processes sharing one mailbox split the 4 between them.
@@ -296,9 +319,6 @@ class GraphSettings(Section):
                 raise ValueError("graph: client_secret, or certificate_path with "
                                  "certificate_thumbprint, is required")
             raise ValueError(f"graph.{missing}: required with a certificate")
-        for key in ("authority", "graph_url"):
-            if not getattr(self, key).startswith("https://"):
-                raise ValueError(f"graph.{key}: expected an https:// URL")
         return self
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - the full-width colon of CJK subject prefixes is meant literally
 """Read one message the way a person would: bytes in, facts out, no I/O.
 
 The facts are what ``responder explain`` prints and what the plan is made from: who
@@ -32,12 +33,22 @@ __all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason"]
 
 
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
+# Outlook's reply and forward prefixes in the languages it ships (and a few webmails'):
+# Chinese 回复/答复/转发, Japanese 返信/転送, Korean 회신/전달, Russian Ответ/Пересл, Polish
+# Odp/PD, Czech Odpověď, Turkish YNT/İLT, Greek ΑΠ/ΣΧΕΤ/ΠΡΘ, Hebrew השב/הועבר, Arabic
+# رد/إعادة توجيه, Finnish VS/VL, Swedish VB, Icelandic FS, Hungarian VÁ/TOV, Dutch Doorst.
+_LOCAL_REPLY = ("rif|res|odp|odpověď|ynt|cvp|vá|απ|σχετ|השב|תשובה|رد|回复|回覆|答复|答覆|返信|"
+                "회신|답장|ответ|отв")
+_LOCAL_FORWARD = ("vl|vb|fs|doorst|pd|tov|ilt|πρθ|הועבר|إعادة توجيه|توجيه|转发|轉寄|"
+                  "轉發|転送|전달|пересл")
 _SUBJECT_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r)\s*(?:\[\d+\])?\s*:\s*)+",
+    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r|" + _LOCAL_REPLY + "|"
+    + _LOCAL_FORWARD + r")\s*(?:\[\d+\])?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
 # Outlook's forwards look like its replies in the body; the subject tells them apart.
-_FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc)\s*:", re.IGNORECASE)
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc|" + _LOCAL_FORWARD + r")\s*[:：]",
+                             re.IGNORECASE)
 @dataclass(frozen=True)
 class Facts:
     """Everything the responder reads in one message (see ``responder explain``)."""

@@ -11,11 +11,14 @@ who reaches the port reads it: names, states and seconds only, never an error's 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("responder")
 
 DEPENDENCIES = ("mailbox", "halo", "outgoing-mail")
 
@@ -58,7 +61,7 @@ class Metrics:
         self.outbox = Gauge("responder_outbox_size", "Answers waiting to be sent", registry=r)
         self.last_pass_at = 0.0
         self.mailbox_ok = False
-        self.mailbox_problem = ""  # why the mailbox is not answering, for /healthz
+        self.mailbox_problem = ""  # why the mailbox is not answering (logged, never served)
         self.last_pass = Gauge("responder_last_pass_timestamp_seconds",
                                "When the last pass over the mailbox finished", registry=r)
         self.instance_passes: dict[str, float] = {}  # for the review console
@@ -150,29 +153,90 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# The health port is reachable by anyone who can reach the host: bounded and brief.
+REQUEST_LIMIT = 64 * 1024  # bytes of request line and headers, all together
+CONNECTION_SECONDS = 5.0  # a client gets this long to send its request, then is dropped
+MAX_CONNECTIONS = 64  # beyond this, the oldest connection is dropped for the newcomer
+
+
+class _TooLarge(Exception):
+    """The request line or the headers are over ``REQUEST_LIMIT``."""
+
+
 async def serve_metrics(
     metrics: Metrics, host: str, port: int, stale_after: float
 ) -> asyncio.Server:
-    """A minimal HTTP/1.0 server for GET /metrics and GET /healthz."""
+    """A minimal HTTP/1.0 server for GET /metrics and GET /healthz.
+
+    Each connection has ``CONNECTION_SECONDS`` in all (a slow client cannot hold one open),
+    the request may be at most ``REQUEST_LIMIT`` bytes (431 beyond), and at most
+    ``MAX_CONNECTIONS`` are open at once, the oldest dropped first, so a flood of idle
+    connections never keeps the container's health check out. Nothing a client sends
+    makes a traceback: a bad request is one debug line.
+    """
+    open_: dict[asyncio.StreamWriter, float] = {}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _make_room(open_)
+        open_[writer] = time.monotonic()
+        peer = writer.get_extra_info("peername")
         try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            path = request.split()[1].decode() if len(request.split()) > 1 else ""
-            status, body, kind = _route(metrics, path, stale_after)
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: {kind}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
+            async with asyncio.timeout(CONNECTION_SECONDS):
+                try:
+                    path = await _read_request(reader)
+                except _TooLarge:
+                    status, body, kind = ("431 Request Header Fields Too Large",
+                                          b"request too large", "text/plain")
+                    log.debug("health port: request from %s over %d bytes", peer,
+                              REQUEST_LIMIT)
+                else:
+                    status, body, kind = _route(metrics, path, stale_after)
+                if writer.is_closing():  # dropped for a newer connection meanwhile
+                    return
+                writer.write(
+                    f"HTTP/1.0 {status}\r\nContent-Type: {kind}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except TimeoutError:
+            log.debug("health port: %s dropped after %g s", peer, CONNECTION_SECONDS)
+        except Exception as exc:  # a client's bytes must never make a traceback
+            log.debug("health port: request from %s ended: %s", peer, type(exc).__name__)
         finally:
+            open_.pop(writer, None)
             writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+    return await asyncio.start_server(handle, host, port, limit=REQUEST_LIMIT)
+
+
+def _make_room(open_: dict[asyncio.StreamWriter, float]) -> None:
+    """Drop the oldest connections while ``MAX_CONNECTIONS`` are open."""
+    while len(open_) >= MAX_CONNECTIONS:
+        oldest = next(iter(open_))  # insertion order: the first still open
+        del open_[oldest]
+        oldest.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> str:
+    """The path of the request line; the headers are read and dropped, within the limit."""
+    total = 0
+    lines: list[bytes] = []
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            raise _TooLarge from exc
+        except asyncio.IncompleteReadError as exc:  # the client stopped sending
+            line = exc.partial
+        total += len(line)
+        if total > REQUEST_LIMIT:
+            raise _TooLarge
+        lines.append(line)
+        if line in (b"\r\n", b"\n", b"") or not line.endswith(b"\n"):
+            break
+    words = lines[0].split()
+    return words[1].decode("latin-1") if len(words) > 1 else ""
 
 
 def _route(metrics: Metrics, path: str, stale_after: float) -> tuple[str, bytes, str]:

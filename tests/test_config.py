@@ -1,5 +1,7 @@
 """The config file: validated once, errors name the key, secrets stay secret."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,74 @@ def test_instance_errors_name_the_instance_and_ledgers_stay_apart() -> None:
             "instances": {"a": {"state": {"path": "one.db"}}, "b": {"state": {"path": "one.db"}}}}
     with pytest.raises(ConfigError, match=r"its own state\.path"):
         parse_instances(same)
+
+
+# -- plain http: the client secret and the tokens must not cross a network in clear ------
+
+CONFIG = """\
+[halo]
+base_url = "{base_url}"
+{auth_url}client_id = "responder"
+client_secret = "s3cret-never-shown"
+[maildir]
+path = "{mail}"
+[smtp]
+host = "127.0.0.1"
+from = "approvals@service.example"
+"""
+
+
+def _check(tmp_path: Path, base_url: str, auth_url: str = "") -> subprocess.CompletedProcess[str]:
+    """``responder check --config`` as an admin runs it, on a config with these addresses."""
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(base_url=base_url, mail=tmp_path / "mail",
+                                  auth_url=f'auth_url = "{auth_url}"\n' if auth_url else ""))
+    path.chmod(0o600)
+    return subprocess.run([sys.executable, "-m", "responder.cli", "check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parent.parent)
+
+
+@pytest.mark.parametrize(("base_url", "auth_url", "key"), [
+    ("http://halo.example.com", "", "halo.base_url"),
+    ("HTTP://10.0.0.5:8080/", "", "halo.base_url"),
+    ("http://128.0.0.1", "", "halo.base_url"),
+    ("http://localhost.example.com", "", "halo.base_url"),
+    ("https://halo.example.com", "http://auth.example.com", "halo.auth_url"),
+])
+def test_a_plain_http_halo_address_is_refused_naming_the_key(
+    tmp_path: Path, base_url: str, auth_url: str, key: str
+) -> None:
+    done = _check(tmp_path, base_url, auth_url)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{key}: plain http:// would send secrets and tokens in clear text" in done.stderr
+    assert "s3cret-never-shown" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://127.8.9.10:9/", "http://[::1]:9",
+                                 "http://localhost:9", "https://halo.example.com"])
+def test_https_and_loopback_http_are_accepted(url: str) -> None:
+    settings = parse_settings({**MINIMAL, "halo": {**MINIMAL["halo"], "base_url": url,
+                                                   "auth_url": url}})
+    assert settings.halo.base_url == url
+
+
+def test_the_other_addresses_in_the_config_follow_the_same_rule() -> None:
+    graph = {"tenant_id": "t", "client_id": "c", "client_secret": "graph-s3cret",
+             "mailbox": "approvals@example.com", "authority": "http://login.example.com",
+             "graph_url": "http://graph.example.com/v1.0"}
+    oauth = {"auth": "oauth2", "token_url": "http://idp.example.com/token", "client_id": "c",
+             "client_secret": "oauth-s3cret"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings({**MINIMAL, "imap": None, "graph": graph})
+    with pytest.raises(ConfigError) as err2:
+        parse_settings({**MINIMAL, "imap": {**MINIMAL["imap"], "password": None, **oauth}})
+    lines = str(err.value).splitlines() + str(err2.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "graph.authority", "graph.graph_url", "imap.token_url"]
+    assert all("plain http://" in line for line in lines)
+    assert "s3cret" not in str(err.value) + str(err2.value)
+    loopback = {**graph, "authority": "http://127.0.0.1:1", "graph_url": "http://[::1]:1/v1"}
+    assert parse_settings({**MINIMAL, "imap": None, "graph": loopback}).graph is not None
