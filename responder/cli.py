@@ -316,7 +316,8 @@ def _add_web_password(sub: Any) -> None:
 
 # -- the handlers -----------------------------------------------------------------------
 
-ALL_PARTS = ("halo", "mailbox", "smtp", "web")
+MAIL_PARTS = ("halo", "mailbox", "smtp")  # once, replay: a pass, no console
+ALL_PARTS = (*MAIL_PARTS, "web")  # run: the console's password hash too, when it is on
 
 
 def _instances(
@@ -427,7 +428,7 @@ def _once(args: argparse.Namespace) -> int:
     messages: list[dict[str, Any]] = []
     sent = unsent = digests = failed = 0
     errors: list[str] = []
-    instances = _instances(args)
+    instances = _instances(args, needs=MAIL_PARTS)
     for name, settings in instances.items():
         try:
             result = asyncio.run(once(settings, name, _progress(name)))
@@ -567,7 +568,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
     name = ""
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=MAIL_PARTS).items():
         done = asyncio.run(replay(settings, args.message_id, name, _progress(name)))
         if done.status != "unknown":
             break

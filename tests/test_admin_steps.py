@@ -118,6 +118,27 @@ def test_a_secret_file_readable_by_the_service_user_works_for_the_service_and_a_
 
 
 
+
+def test_the_console_password_hash_as_a_reference_is_read_only_by_run(tmp_path: Path) -> None:
+    port = closed_port()
+    config = maildir_config(tmp_path, extra=f'[web]\nport = {port}\n'
+                                             'password_hash = "env:RESPONDER_TEST_HASH"\n')
+    (tmp_path / "mail").mkdir()
+
+    once = responder("once", "-c", config)  # a pass: no console, no hash needed
+    missing = responder("run", "-c", config)
+    wrong = responder("run", "-c", config, env={"RESPONDER_TEST_HASH": "plain-text-password"})
+
+    assert once.returncode == 0, once.stderr
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        "config error:", "web.password_hash: environment variable RESPONDER_TEST_HASH is not set"]
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines() == [
+        "config error:", "web.password_hash: expected an argon2id hash (make one with: "
+        "responder web-password)"]
+    assert "plain-text-password" not in wrong.stderr
+
 # -- 3. without [state], the ledger does not depend on the working directory ---------
 
 def run_in(folder: Path, *args: str | Path, env: dict[str, str] | None = None
