@@ -254,10 +254,12 @@ def _add_run(sub: Any) -> None:
     p = _command(
         sub, "run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)",
         "Runs until SIGTERM or Ctrl-C (finishing the pass in hand). SIGHUP reloads the\n"
-        "config. A mailbox or Halo that is down is retried with backoff.",
+        "config, [web] and the health port included. A mailbox or Halo that is down is\n"
+        "retried with backoff.",
         "  responder run --config /etc/halo-approval-responder/config.toml --log-format json",
-        "  0 stopped by SIGTERM or SIGHUP-less shutdown; 2 bad usage or config (systemd:\n"
-        "  RestartPreventExitStatus=2, so a config error is not restarted in a loop)")
+        "  0 stopped by SIGTERM; 1 it could not start (e.g. a newer ledger); 2 bad usage or\n"
+        "  config (systemd: RestartPreventExitStatus=2, so a config error is not restarted\n"
+        "  in a loop); 130 stopped by Ctrl-C (SIGINT)")
     _config_options(p)
 
 
@@ -345,14 +347,28 @@ def _add_web_password(sub: Any) -> None:
 
 # -- the handlers -----------------------------------------------------------------------
 
-def _instances(args: argparse.Namespace) -> dict[str, Settings]:
-    """The config's instances (``--instance`` picks one), with logging set up for them."""
+MAIL_PARTS = ("halo", "mailbox", "smtp")  # once, replay: a pass, no console
+ALL_PARTS = (*MAIL_PARTS, "web")  # run: the console's password hash too, when it is on
+
+
+def _instances(
+    args: argparse.Namespace, needs: tuple[str, ...] = ALL_PARTS
+) -> dict[str, Settings]:
+    """The config's instances (``--instance`` picks one), with logging set up for them.
+
+    Only the secrets of the parts a command ``needs`` must be readable: ``audit`` and
+    ``backup`` need none, so they work from a shell without the service's environment.
+    """
     instances = load_instances(args.config)
     if getattr(args, "instance", None):
         if args.instance not in instances:
             raise ConfigError(f"no instance {args.instance!r} in {args.config} "
                               f"(it has: {', '.join(instances)})")
         instances = {args.instance: instances[args.instance]}
+    if needs:
+        problems = [p for settings in instances.values() for p in settings.secret_problems(*needs)]
+        if problems:
+            raise ConfigError("\n".join(problems))
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
     warn_exposed_secrets(args.config, instances)
@@ -379,7 +395,7 @@ def _check(args: argparse.Namespace) -> int:
     from responder.service import check
 
     report, ok = {}, True
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():  # a missing one fails its part
         lines = asyncio.run(check(settings))
         ok = ok and all(ln.ok for ln in lines)
         report[name] = {ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}
@@ -405,7 +421,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
         raise Failed("--online and --ticket N go together: "
                      "responder check --online --ticket 1234", USAGE)
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=("halo",)).items():
         ticket = asyncio.run(read_ticket(settings, args.ticket))
         lines = describe(ticket) if ticket else [f"ticket {args.ticket} was not found in Halo"]
         ok = ok and ticket is not None
@@ -420,7 +436,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
 
 
 def _check_summary(report: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The closing line: ``all 5 parts ok`` or ``2 of 5 parts FAILED: mailbox, halo``."""
+    """The closing line: ``all 6 parts ok`` or ``2 of 6 parts FAILED: mailbox, halo``."""
     parts = [(name, part, v["ok"]) for name, found in report.items() for part, v in found.items()]
     failed = [part if len(report) == 1 else f"{name}.{part}" for name, part, ok in parts if not ok]
     if not failed:
@@ -434,7 +450,7 @@ def _check_samples(args: argparse.Namespace) -> int:
 
     raws = {str(path): _read(path) for path in args.sample}
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():
         samples = [read_sample(path, raw, settings.security) for path, raw in raws.items()]
         found = fit(samples, settings.security)
         ok = ok and not found.contradictions and all(s.verdict.trusted for s in samples)
@@ -484,7 +500,7 @@ def _once(args: argparse.Namespace) -> int:
     messages: list[dict[str, Any]] = []
     sent = unsent = digests = failed = 0
     errors: list[str] = []
-    instances = _instances(args)
+    instances = _instances(args, needs=MAIL_PARTS)
     for name, settings in instances.items():
         try:
             result = asyncio.run(once(settings, name, _progress(name)))
@@ -558,8 +574,8 @@ def _progress(name: str) -> Callable[[str], None] | None:
 def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
-    asyncio.run(serve(_instances(args), args.config))
-    return OK
+    stopped_by = asyncio.run(serve(_instances(args), args.config))
+    return INTERRUPTED if stopped_by == "SIGINT" else OK
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -570,6 +586,8 @@ def _explain(args: argparse.Namespace) -> int:
         raise Failed("--online needs --config (the Halo to look the ticket up in)", USAGE)
     raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
     settings = next(iter(load_instances(args.config).values())) if args.config else None
+    if settings and args.online:
+        settings.require_secrets("halo")  # offline, explain reads no secret
     if settings:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
@@ -594,7 +612,7 @@ def _date(text: str) -> datetime:
 def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     ledgers = {name: Ledger.read_only(s.state.path) for name, s in instances.items()}
     writer, count = None, 0
     for name, ledger in ledgers.items():
@@ -622,7 +640,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
     name = ""
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=MAIL_PARTS).items():
         done = asyncio.run(replay(settings, args.message_id, name, _progress(name)))
         if done.status != "unknown":
             break
@@ -658,7 +676,7 @@ def _web_password(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from responder.ledger import backup
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     for name, settings in instances.items():
         target = args.file
         if len(instances) > 1:

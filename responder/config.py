@@ -2,7 +2,10 @@
 
 Every error names the key it is about (``imap.port: expected an integer``), and a
 secret value may be written inline, as ``env:NAME`` or as ``file:/path``. Secrets are
-held as ``SecretStr`` so that no repr, log line or error message shows them.
+held as ``SecretStr`` so that no repr, log line or error message shows them. A secret
+written as a reference is read only when a command needs it (``require_secrets``), so
+that ``audit``, ``backup`` and ``explain`` work from a shell that lacks the service's
+environment.
 """
 
 from __future__ import annotations
@@ -41,22 +44,72 @@ class ConfigError(Exception):
     """The config file cannot be used; the message names each offending key."""
 
 
+class SecretUnavailable(ConfigError):
+    """A secret reference cannot be read here, e.g. an ``env:`` variable that only the
+    service's environment sets; the message names the key."""
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("env:", "file:"))
+
+
 def resolve_secret(value: Any) -> Any:
     """Turn ``env:NAME`` and ``file:/path`` into the secret they point at."""
-    if not isinstance(value, str):
+    if not is_reference(value):
         return value
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
         return os.environ[name]
-    if value.startswith("file:"):
-        path = Path(value[5:])
+    path = Path(value[5:])
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+class SecretRef(SecretStr):
+    """A secret written as ``env:NAME`` or ``file:/path``, read the first time it is used.
+
+    Its truth and length are those of the secret (so ``if secret:`` reads it); its repr
+    shows only the reference's kind. Reading it where it is unavailable raises
+    SecretUnavailable naming the key.
+    """
+
+    def __init__(self, reference: str) -> None:
+        super().__init__("")
+        self.reference = reference
+        self.key = "secret"  # the config key, set once the settings are validated
+        self._read = False
+
+    def get_secret_value(self) -> str:
+        if not self._read:
+            try:
+                self._secret_value = resolve_secret(self.reference)
+            except ValueError as exc:
+                raise SecretUnavailable(f"{self.key}: {exc}") from None
+            self._read = True
+        return self._secret_value
+
+    def problem(self) -> str | None:
+        """Why this secret cannot be read here, or None once it is read."""
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    return value
+            self.get_secret_value()
+        except SecretUnavailable as exc:
+            return str(exc)
+        return None
+
+    def __len__(self) -> int:
+        return len(self.get_secret_value())
+
+    def _display(self) -> str:
+        return "**********"
+
+
+def _lazy_secret(value: Any) -> Any:
+    """References become SecretRef (read when used); inline values stay as they are."""
+    return SecretRef(value) if is_reference(value) else value
 
 
 def _web_address(value: str) -> str:
@@ -99,8 +152,8 @@ def _existing_folder(value: Path) -> Path:
 
 WebAddress = Annotated[str, AfterValidator(_web_address)]
 Folder = Annotated[Path, AfterValidator(_existing_folder)]
-Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(resolve_secret)]
+Secret = Annotated[SecretStr, BeforeValidator(_lazy_secret)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_lazy_secret)]
 
 
 class Section(BaseModel):
@@ -288,8 +341,24 @@ class SmtpSettings(MailSignIn):
         return self.port or {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
 
 
+STATE_FOLDER = "halo-approval-responder"  # under $XDG_STATE_HOME (~/.local/state)
+LEDGER_NAME = "ledger.sqlite3"
+
+
+def default_state_path() -> Path:
+    """The ledger without ``[state]``: never in the working directory, so that ``once``
+    from cron in another folder finds the same one. systemd's ``StateDirectory=`` (as
+    ``$STATE_DIRECTORY``), else the user's state folder (XDG Base Directory)."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd and Path(systemd).is_absolute():
+        return Path(systemd) / LEDGER_NAME
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / STATE_FOLDER / LEDGER_NAME
+
+
 class StateSettings(Section):
-    path: Path = Path("responder.sqlite3")
+    path: Path = Field(default_factory=default_state_path)
 
 
 class FolderSettings(Section):
@@ -383,6 +452,9 @@ class ServiceSettings(Section):
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /healthz and /metrics
     metrics_host: str = "127.0.0.1"
+    # /healthz turns unhealthy once the mailbox, Halo or the outgoing mail has been failing
+    # for longer than this (a refused sign-in: at once, waiting does not heal it).
+    unhealthy_after_seconds: float = Field(default=300.0, ge=0)
     retry_seconds: float = Field(default=60.0, gt=0)  # pending work and the outbox, retried
     # Several instances may watch one mailbox: each claims a message before acting on it;
     # a claim not renewed for this long (its holder crashed) is taken over.
@@ -404,16 +476,12 @@ class WebSettings(Section):
 
     port: int = Field(default=0, ge=0, le=65535)  # 0: no console
     host: str = "127.0.0.1"
-    password_hash: Annotated[str | None, BeforeValidator(resolve_secret)] = None
+    password_hash: OptionalSecret = None  # a reference (env:, file:) is checked when read
     session_minutes: int = Field(default=480, ge=1)
 
     @model_validator(mode="after")
     def _password_when_on(self) -> WebSettings:
-        problem = None
-        if self.port and not self.password_hash:
-            problem = "required when web.port is set (make one with: responder web-password)"
-        elif self.password_hash and not self.password_hash.startswith("$argon2id$"):
-            problem = "expected an argon2id hash (make one with: responder web-password)"
+        problem = None if isinstance(self.password_hash, SecretRef) else self.hash_problem()
         if problem:
             error = PydanticCustomError("web_password", problem)
             raise ValidationError.from_exception_data(
@@ -422,6 +490,16 @@ class WebSettings(Section):
             )
         return self
 
+    def hash_problem(self) -> str | None:
+        """What is wrong with password_hash, if anything (reads a reference)."""
+        value = self.password_hash.get_secret_value() if self.password_hash is not None else ""
+        if not value:
+            return ("required when web.port is set (make one with: responder web-password)"
+                    if self.port else None)
+        if not value.startswith("$argon2id$"):
+            return "expected an argon2id hash (make one with: responder web-password)"
+        return None
+
 
 class Settings(Section):
     halo: HaloSettings
@@ -429,7 +507,7 @@ class Settings(Section):
     maildir: MaildirSettings | None = None
     graph: GraphSettings | None = None
     smtp: SmtpSettings | None = None  # optional with [graph]: answers then go through Graph
-    state: StateSettings = StateSettings()
+    state: StateSettings = Field(default_factory=StateSettings)  # its path: env-dependent
     folders: FolderSettings = FolderSettings()
     parsing: ParsingSettings = ParsingSettings()
     answers: AnswerSettings = AnswerSettings()
@@ -473,14 +551,64 @@ class Settings(Section):
         return self.smtp.model_copy(update={**keys, "auth": self.imap.auth, "username": username})
 
     def secrets(self) -> list[str]:
-        """Every secret value in force, so that logging can redact them."""
+        """Every secret value that can be read here, so that logging can redact them."""
         values: list[SecretStr | None] = [self.halo.client_secret]
         for section in (self.imap, self.smtp):
             if section is not None:
                 values += [section.password, section.client_secret, section.refresh_token]
         if self.graph is not None:
             values.append(self.graph.client_secret)
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = []
+        for value in values:
+            if value is None or (isinstance(value, SecretRef) and value.problem()):
+                continue
+            if value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
+
+    def secret_problems(self, *parts: str) -> list[str]:
+        """Why the secrets of these parts (all by default) cannot be read here, one line
+        each naming its key; the parts are "halo", "mailbox", "smtp" (the answers' way
+        out, whichever it is) and "web"."""
+        sections = {"halo": ["halo"], "mailbox": ["imap", "graph"],
+                    "smtp": ["smtp"] if self.smtp is not None else ["graph"],
+                    "web": ["web"] if self.web.port else []}  # no console: no hash needed
+        if self.smtp is not None and self.smtp.auth == "same-as-imap":
+            sections["smtp"].append("imap")
+        wanted = {name for part in (parts or tuple(sections)) for name in sections[part]}
+        problems = [ref.problem() for name, _, ref in self._secret_refs() if name in wanted]
+        found = [p for p in problems if p]
+        hashed = self.web.password_hash
+        if "web" in wanted and isinstance(hashed, SecretRef) and not hashed.problem() and (
+                problem := self.web.hash_problem()):  # inline hashes are checked at load
+            found.append(f"{hashed.key}: {problem}")
+        return found
+
+    def require_secrets(self, *parts: str) -> None:
+        """Read the secrets these parts (all by default) need: a ConfigError if one cannot."""
+        problems = self.secret_problems(*parts)
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _secret_refs(self) -> list[tuple[str, str, SecretRef]]:
+        """(section, key, reference) for each secret written as env: or file:."""
+        found = []
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if isinstance(section, BaseModel):
+                found += [(name, key, value) for key, value in section.__dict__.items()
+                          if isinstance(value, SecretRef)]
+        return found
+
+    @model_validator(mode="after")
+    def _label_secrets(self) -> Settings:
+        self.label_secrets("")
+        return self
+
+    def label_secrets(self, prefix: str) -> None:
+        """Give each secret reference its key, for the error that says it is missing."""
+        for section, key, ref in self._secret_refs():
+            ref.key = f"{prefix}{section}.{key}"
 
 
 _FRIENDLY = {
@@ -531,11 +659,12 @@ def parse_instances(data: dict[str, Any]) -> dict[str, Settings]:
     for name, overrides in tables.items():
         merged = _merge(base, overrides)
         if "path" not in overrides.get("state", {}):  # its own ledger beside the shared one
-            shared = Path(base.get("state", {}).get("path", "responder.sqlite3"))
+            shared = Path(base.get("state", {}).get("path") or default_state_path())
             path = shared.with_name(f"{shared.stem}-{name}{shared.suffix}")
             merged["state"] = {**merged.get("state", {}), "path": str(path)}
         try:
             found[name] = parse_settings(merged)
+            found[name].label_secrets(f"instances.{name}.")
         except ConfigError as exc:
             errors += [f"instances.{name}.{line}" for line in str(exc).splitlines()]
     paths = [s.state.path.resolve() for s in found.values()]

@@ -29,6 +29,7 @@ import email.utils
 import logging
 import math
 import random
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -288,6 +289,10 @@ class HaloClient:
         self._token: str | None = None
         self._token_expiry = 0.0
         self._token_lock = asyncio.Lock()
+        # How the last API call went, for /healthz: None before the first; ``refused``
+        # when Halo refused the sign-in (that does not heal by waiting).
+        self.reachable: bool | None = None
+        self.refused = False
 
     async def __aenter__(self) -> HaloClient:
         return self
@@ -418,6 +423,27 @@ class HaloClient:
         allow: frozenset[int] | set[int] = frozenset(),
         **kwargs: Any,
     ) -> httpx.Response:
+        """An API call, noting whether Halo answered it (``reachable``, ``refused``)."""
+        try:
+            response = await self._authorised(method, path, label, idempotent=idempotent,
+                                              allow=allow, **kwargs)
+        except HaloError as exc:
+            self.reachable = not isinstance(exc, HaloAuthError | HaloUnavailable)
+            self.refused = isinstance(exc, HaloAuthError)
+            raise
+        self.reachable, self.refused = True, False
+        return response
+
+    async def _authorised(
+        self,
+        method: str,
+        path: str,
+        label: str,
+        *,
+        idempotent: bool,
+        allow: frozenset[int] | set[int] = frozenset(),
+        **kwargs: Any,
+    ) -> httpx.Response:
         """An API call with the bearer token: refreshed once on 401; 2xx or ``allow`` back."""
         url = self.settings.api_url + path
         stale: str | None = None
@@ -455,8 +481,8 @@ class HaloClient:
                 response = await self._fetch(method, url, **kwargs)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(exc, method, url)
-                if failure.maybe_applied and not idempotent:
-                    raise failure from None
+                if (failure.maybe_applied and not idempotent) or _name_unknown(exc):
+                    raise failure from None  # a name DNS does not know: no use retrying now
                 delay = self._backoff(attempt)
             except _Unreadable as exc:  # an answer came: a POST may have landed
                 failure = HaloUnavailable(str(exc), method=method, path=httpx.URL(url).path,
@@ -526,6 +552,11 @@ class HaloClient:
         sent = not isinstance(exc, _NOT_SENT)
         if isinstance(exc, httpx.TimeoutException):
             what = f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})"
+        elif _name_unknown(exc):
+            host = httpx.URL(url).host
+            key = "auth_url" if self.settings.auth_url and url == self.settings.token_url \
+                else "base_url"
+            what = f"no such host: {host} is not known to DNS (check halo.{key})"
         else:
             what = f"connection failed ({type(exc).__name__}: {_redact(str(exc), self)})"
         return HaloUnavailable(what, method=method, path=path, maybe_applied=sent)
@@ -552,6 +583,22 @@ class HaloClient:
 
 
 # -- helpers (pure) ----------------------------------------------------------------------
+
+
+_NAME_UNKNOWN = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_unknown(exc: BaseException) -> bool:
+    """Whether DNS answered that the host does not exist (not a temporary failure, which
+    is EAI_AGAIN): retrying within seconds cannot help, the next pass tries again."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx.ConnectError <- httpcore.ConnectError <- socket.gaierror
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in _NAME_UNKNOWN
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def decision_reserve(settings: HaloSettings) -> int:

@@ -18,6 +18,7 @@ a ledger with SQLite's online backup while the service keeps writing to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -268,7 +269,7 @@ class Ledger:
             self.db = self._connect_read_only(Path(path))
             return
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -708,6 +709,17 @@ def _owner_only(path: Path) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def _create_private(path: Path) -> None:
+    """A new ledger (and its folder) readable by its owner only, whatever the umask:
+    outside systemd (UMask=0077) a shell's 022 would leave every decision world-readable.
+    SQLite gives the ``-wal`` and ``-shm`` files it adds the ledger's own mode."""
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sidecars(ledger: Path) -> list[Path]:

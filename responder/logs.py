@@ -81,7 +81,9 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib"):
+    # uvicorn (the review console's server) says "Started server process" and "Shutting
+    # down" of a server that is a task in this process: the console logs its own lines.
+    for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -2,6 +2,10 @@
 
 The figures an operator watches: messages by outcome, Halo requests by kind, the time
 from a reply's arrival to its decision, whether the mailbox is reachable, the outbox.
+``/healthz`` reports each dependency (mailbox, Halo, outgoing mail) and how long it has
+been failing; it turns unhealthy once one has failed for longer than ``[service]
+unhealthy_after_seconds``, or refused the sign-in (waiting does not heal that). Anyone
+who reaches the port reads it: names, states and seconds only, never an error's text.
 """
 
 from __future__ import annotations
@@ -10,15 +14,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("responder")
 
+DEPENDENCIES = ("mailbox", "halo", "outgoing-mail")
 
-# What /healthz says of a mailbox that does not answer: anyone who reaches the port reads
-# it, so never the account name or the server's own words (those go to the log).
-MAILBOX_DOWN = "mailbox unavailable (details in the service log)"
+
+@dataclass
+class Dependency:
+    """What is known of one dependency of one instance, from the calls made to it."""
+
+    failing_since: float | None = None  # time.time() of the first failure in a row
+    refused: bool = False  # the last failure was a refused sign-in
+    known: bool = False  # contacted at least once
+
+    def state(self, now: float) -> str:
+        if not self.known:
+            return "not contacted yet"
+        if self.failing_since is None:
+            return "ok"
+        what = "refusing the sign-in" if self.refused else "failing"
+        return f"{what} for {now - self.failing_since:.0f} s"
 
 
 class Metrics:
@@ -46,6 +65,21 @@ class Metrics:
         self.last_pass = Gauge("responder_last_pass_timestamp_seconds",
                                "When the last pass over the mailbox finished", registry=r)
         self.instance_passes: dict[str, float] = {}  # for the review console
+        self.dependencies: dict[tuple[str, str], Dependency] = {}  # (instance, name)
+        self.unhealthy_after = 300.0  # [service] unhealthy_after_seconds
+
+    def dependency(self, instance: str, name: str, ok: bool | None,
+                   refused: bool = False) -> None:
+        """Note how a call to a dependency went; None: it was not called (no change)."""
+        if ok is None:
+            return
+        found = self.dependencies.setdefault((instance, name), Dependency())
+        found.known = True
+        if ok:
+            found.failing_since, found.refused = None, False
+        else:
+            found.failing_since = found.failing_since or time.time()
+            found.refused = refused
 
     def record_pass(
         self,
@@ -54,7 +88,14 @@ class Metrics:
         latencies: Iterable[float],
         halo_calls: Mapping[str, int],
         outbox_size: int,
+        *,
+        halo: tuple[bool | None, bool] = (None, False),
+        outgoing: bool | None = None,
     ) -> None:
+        """One finished pass; ``halo`` is (answered, refused the sign-in) of its last
+        call, ``outgoing`` whether answers went out (None: neither had anything to do)."""
+        self.dependency(instance, "halo", halo[0], refused=halo[1])
+        self.dependency(instance, "outgoing-mail", outgoing)
         for outcome in outcomes:
             self.messages.labels(instance, outcome).inc()
             if outcome == "pending":
@@ -64,28 +105,49 @@ class Metrics:
         for kind, count in halo_calls.items():
             self.halo_requests.labels(instance, kind).set(count)
         self.outbox.set(outbox_size)
-        self.mailbox_reachable(True)
+        self.mailbox_reachable(True, instance=instance)
         self.last_pass_at = time.time()
         self.last_pass.set(self.last_pass_at)
         self.instance_passes[instance] = self.last_pass_at
 
-    def mailbox_reachable(self, up: bool, problem: str = "") -> None:
+    def mailbox_reachable(self, up: bool, problem: str = "", *, instance: str = "default",
+                          refused: bool = False) -> None:
         self.mailbox_ok = up
-        self.mailbox_problem = "" if up else problem
+        self.mailbox_problem = "" if up else problem  # for the log's reader, never served
         self.mailbox_up.set(1 if up else 0)
+        self.dependency(instance, "mailbox", up, refused=refused)
 
     def healthy(self, stale_after: float) -> tuple[bool, str]:
-        """Healthy when a pass finished recently and the mailbox answered."""
-        if self.mailbox_problem:  # the details (user, server's words) are in the log only
-            return False, MAILBOX_DOWN
+        """Healthy when a pass finished recently and no dependency has been failing for
+        longer than ``unhealthy_after`` (a refused sign-in: at once). The text: a first
+        line (``ok`` or ``unhealthy: why``), then one line per dependency."""
+        now = time.time()
+        problem = self._problem(now, stale_after)
+        lines = [f"unhealthy: {problem}" if problem else "ok"]
+        for instance in sorted({i for i, _ in self.dependencies} or {"default"}):
+            label = "" if instance == "default" else f"{instance}: "
+            for name in DEPENDENCIES:
+                found = self.dependencies.get((instance, name), Dependency())
+                lines.append(f"{label}{name} {found.state(now)}")
+        if self.last_pass_at:
+            lines.append(f"last pass {now - self.last_pass_at:.0f} s ago")
+        return problem is None, "\n".join(lines) + "\n"
+
+    def _problem(self, now: float, stale_after: float) -> str | None:
+        for (instance, name), found in sorted(self.dependencies.items()):
+            label = name if instance == "default" else f"{instance}: {name}"
+            if found.failing_since is None:
+                continue
+            if found.refused:
+                return f"{label} refusing the sign-in"
+            if now - found.failing_since > self.unhealthy_after:
+                return (f"{label} failing for {now - found.failing_since:.0f} s "
+                        f"(over {self.unhealthy_after:g} s)")
         if not self.last_pass_at:
-            return False, "no pass finished yet"
-        if not self.mailbox_ok:
-            return False, MAILBOX_DOWN
-        age = time.time() - self.last_pass_at
-        if age > stale_after:
-            return False, f"last pass {age:.0f} s ago"
-        return True, f"ok, last pass {age:.0f} s ago"
+            return "no pass finished yet"
+        if now - self.last_pass_at > stale_after:
+            return f"last pass {now - self.last_pass_at:.0f} s ago"
+        return None
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

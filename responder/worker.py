@@ -173,7 +173,8 @@ class Responder:
                 log.warning("mailbox %s: %s; retrying in %.0f s", what, exc, backoff)
                 if self.metrics:
                     auth = isinstance(exc, MailboxAuthError)
-                    self.metrics.mailbox_reachable(False, f"{what}: {exc}" if auth else str(exc))
+                    self.metrics.mailbox_reachable(False, f"{what}: {exc}" if auth else str(exc),
+                                                   instance=self.name, refused=auth)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 with contextlib.suppress(MailboxError):
@@ -231,6 +232,8 @@ class Responder:
                 self._latencies(items),
                 dict(self.halo.calls),
                 await self._off(self.ledger.outbox_size),
+                halo=(self.halo.reachable, self.halo.refused),
+                outgoing=(sent.answers > 0) if sent.answers or sent.failed else None,
             )
         return result
 

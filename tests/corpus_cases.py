@@ -154,6 +154,30 @@ class Outcome:
         return not self.failures
 
 
+SKIPPED = "corpus tests skipped"  # the start of the one line a run without it prints
+
+
+def corpus_for_tests() -> tuple[Path | None, str]:
+    """The corpus folder for the tests, or (None, why they are skipped).
+
+    A fresh clone has no ``../shared/corpus``: its tests are skipped, saying how to run
+    them. Where the corpus is asked for (``$RESPONDER_CORPUS`` set to a folder) or
+    required (``CI=true``), a missing folder is an error instead.
+    """
+    corpus = corpus_path()
+    if corpus is None:
+        return None, f"{SKIPPED}: {ENV_VAR}=none"
+    if corpus.is_dir():
+        return corpus, ""
+    asked = bool(os.environ.get(ENV_VAR))
+    if asked or os.environ.get("CI", "").lower() == "true":
+        why = f"{ENV_VAR} is set" if asked else "CI=true requires the corpus"
+        raise FileNotFoundError(f"corpus folder {corpus} is missing ({why}); set {ENV_VAR} "
+                                "to its path (or to 'none')")
+    return None, (f"{SKIPPED}: no corpus at {corpus}; to run them, set "
+                  f"{ENV_VAR}=/path/to/corpus (CI=true requires it)")
+
+
 def corpus_path(explicit: str | None = None) -> Path | None:
     """The corpus folder: explicit, else $RESPONDER_CORPUS, else ../shared/corpus; 'none' = off."""
     value = explicit or os.environ.get(ENV_VAR) or str(DEFAULT_CORPUS)

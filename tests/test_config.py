@@ -8,6 +8,7 @@ import pytest
 
 from responder.config import (
     ConfigError,
+    default_state_path,
     exposed_secrets,
     load_instances,
     load_settings,
@@ -81,8 +82,30 @@ def test_secrets_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_missing_secret_is_named_without_revealing_anything() -> None:
     data = {**MINIMAL, "imap": {**MINIMAL["imap"], "password": "env:NOT_SET_ANYWHERE"}}
+    settings = parse_settings(data)  # read only when a command needs it
+    assert settings.secret_problems("halo", "smtp") == []
+    assert settings.secret_problems() == [
+        "imap.password: environment variable NOT_SET_ANYWHERE is not set"]
     with pytest.raises(ConfigError, match=r"imap\.password: environment variable NOT_SET_ANYWHERE"):
-        parse_settings(data)
+        settings.require_secrets("mailbox")
+    with pytest.raises(ConfigError, match=r"imap\.password: environment variable NOT_SET_ANYWHERE"):
+        settings.imap.password.get_secret_value()  # type: ignore[union-attr]
+    assert "NOT_SET" not in repr(settings)
+
+
+def test_a_secret_is_read_when_first_used_and_named_per_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {**MINIMAL, "halo": {**MINIMAL["halo"], "client_secret": "env:LATE_SECRET"},
+            "instances": {"acme": {}}}
+    acme = parse_instances(data)["acme"]
+    assert acme.secret_problems("halo") == [
+        "instances.acme.halo.client_secret: environment variable LATE_SECRET is not set"]
+    monkeypatch.setenv("LATE_SECRET", "now-it-is-here")
+    acme.require_secrets()
+    assert acme.halo.client_secret.get_secret_value() == "now-it-is-here"
+    assert bool(acme.halo.client_secret) and acme.secrets() == [
+        "now-it-is-here", "imap-pass"]
 
 
 def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
@@ -108,8 +131,23 @@ def test_instances_share_the_top_level_and_override_it() -> None:
     assert acme.imap.host == "imap.example.com"  # shared
     assert acme.halo.base_url == "https://halo.example.com/"
     assert globex.halo.base_url == "https://globex.halopsa.com"
-    assert acme.state.path == Path("responder-acme.sqlite3")  # beside the shared default
-    assert globex.state.path == Path("/tmp/globex.db")
+    assert acme.state.path == default_state_path().with_name("ledger-acme.sqlite3")  # beside
+    assert globex.state.path == Path("/tmp/globex.db")  # the shared default, or its own
+
+
+def test_without_state_the_ledger_is_in_the_state_folder_never_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert parse_settings(MINIMAL).state.path == (
+        tmp_path / "xdg" / "halo-approval-responder" / "ledger.sqlite3")
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")  # as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert parse_settings(MINIMAL).state.path == (
+        tmp_path / "home" / ".local" / "state" / "halo-approval-responder" / "ledger.sqlite3")
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'lib'}:{tmp_path / 'other'}")  # systemd
+    assert parse_settings(MINIMAL).state.path == tmp_path / "lib" / "ledger.sqlite3"
 
 
 def test_a_single_config_is_the_default_instance() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from responder.config import ParsingSettings
 from responder.decision import Decision
 from responder.message import analyse
-from tests.corpus_cases import corpus_path
+from tests.corpus_cases import SKIPPED, corpus_path
 from tests.harness import Harness, gmail_reply, reply
 
 SMALL = ParsingSettings(max_message_bytes=200_000)
@@ -119,7 +119,7 @@ def corpus_seeds() -> list[Path]:
     return sorted(folder.iterdir()) if folder and folder.is_dir() else []
 
 
-@pytest.mark.skipif(not corpus_seeds(), reason="corpus not available")
+@pytest.mark.skipif(not corpus_seeds(), reason=f"{SKIPPED}: no corpus (see tests/test_corpus.py)")
 @FAST
 @given(st.data())
 def test_mutated_corpus_mails_never_raise(data: st.DataObject) -> None:

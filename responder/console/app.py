@@ -201,9 +201,10 @@ async def signin(request: Request) -> Response:
 async def _checked(console: Console, password: str) -> bool:
     """Whether the password is right; at most ``HASH_CHECKS`` argon2 checks run at once
     (each takes tens of MB and a core for a moment), whoever asks."""
+    hashed = console.web.password_hash  # `run` read it at start (require_secrets)
+    stored = hashed.get_secret_value() if hashed is not None else ""
     async with console.checks:
-        return await asyncio.to_thread(password_matches, console.web.password_hash or "",
-                                       password)
+        return await asyncio.to_thread(password_matches, stored, password)
 
 
 @signed_in

@@ -52,6 +52,7 @@ class RunningConsole:
         self._server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
+        log.info("review console on %s stopped", self.url)
 
 
 def _bind(host: str, port: int) -> socket.socket:
