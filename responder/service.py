@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from responder import __version__
+from responder.analysis import shared as shared_analyser
 from responder.config import ConfigError, Settings, load_instances
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
@@ -164,6 +165,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
     log.info("responder %s starting: %s", __version__, describe_targets(instances))
     for name, settings in instances.items():
         await asyncio.to_thread(_prepare_ledger, name, settings)
+    shared_analyser().start()  # the process that reads mail starts while we sign in
     metrics = Metrics()
     service = next(iter(instances.values())).service
     console = await _start_console(instances, metrics)  # first: a port in use stops us here
