@@ -110,6 +110,13 @@ class _BoundedLines(email.feedparser.BufferedSubFile):  # type: ignore[name-defi
 
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def header_bytes(raw: bytes) -> int:
+    """The size of the message's header block: up to its first empty line."""
+    blank = _BLANK_LINE.search(raw)
+    return blank.start() if blank else len(raw)
+
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=compat32)
 
 
@@ -419,23 +426,22 @@ def unflow(text: str, delsp: bool = False) -> str:
     signature separator ``-- `` is never joined.
     """
     out: list[str] = []
-    pending: str | None = None
+    pending: list[str] = []  # the pieces of the flowed line still open (joined once: linear)
     pending_depth = 0
     for line in text.replace("\r\n", "\n").split("\n"):
         depth = len(line) - len(line.lstrip(">"))
         body = line[depth:]
         if body.startswith(" "):
             body = body[1:]  # space-stuffing
-        if pending is not None and depth != pending_depth:
-            out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
-            pending = None
-        content = (pending or "") + body
+        if pending and depth != pending_depth:
+            out.append(">" * pending_depth + (" " if pending_depth else "") + "".join(pending))
+            pending = []
         if body.endswith(" ") and body != "-- ":
-            pending = content[:-1] if delsp else content
+            pending.append(body[:-1] if delsp else body)
             pending_depth = depth
             continue
-        out.append(">" * depth + (" " if depth else "") + content)
-        pending = None
-    if pending is not None:
-        out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+        out.append(">" * depth + (" " if depth else "") + "".join([*pending, body]))
+        pending = []
+    if pending:
+        out.append(">" * pending_depth + (" " if pending_depth else "") + "".join(pending))
     return "\n".join(out)
