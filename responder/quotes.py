@@ -147,7 +147,9 @@ _FOOTER_WORDS = re.compile(
     r"movil|cellulare|telefoon|mobil|smartfon|телефона|iphone-|ipad-)",
     re.IGNORECASE,
 )
-_URL_SUFFIX = re.compile(r"\s*<(?:https?:|mailto:)[^>]*>|\s*\((?:https?:)[^)]*\)|\s*https?://\S+")
+# A link after a footer's words. The spaces before it start where a run of spaces starts,
+# and a bracket ends at the next bracket: every run is scanned once (linear).
+_URL_SUFFIX = re.compile(r"(?<!\s)\s*(?:<(?:https?:|mailto:)[^<>]*>|\(https?:[^()]*\)|https?://\S+)")
 _SENTENCE_PUNCTUATION = re.compile(r"[,;!?]|\.\s+\S")
 
 _WROTE = re.compile(
