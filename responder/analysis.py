@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
+import pickle
 import signal
 import threading
 import time
@@ -79,15 +80,23 @@ class Analyser:
                 grammar: Grammar = DEFAULT_GRAMMAR) -> Facts:
         """Read ``raw`` in a worker; too complex when it takes over the limit."""
         limit = parsing.analysis_timeout_seconds
+        request = (self.work, raw, parsing, grammar)
         with self._slots:
             worker = self._checkout()
             try:
-                worker.conn.send((self.work, raw, parsing, grammar))
+                self._send(worker, request)
             except (OSError, ValueError):  # it died while idle: a fresh one tries
                 worker.stop()
                 worker = self._checkout()
-                worker.conn.send((self.work, raw, parsing, grammar))
+                self._send(worker, request)
             return self._result(worker, raw, limit)
+
+    def _send(self, worker: _Worker, request: tuple[Any, ...]) -> None:
+        try:
+            worker.conn.send(request)
+        except pickle.PicklingError:  # pickled before a byte is sent: the worker is fine
+            self._checkin(worker)
+            raise
 
     def _result(self, worker: _Worker, raw: bytes, limit: float) -> Facts:
         started = time.monotonic()
