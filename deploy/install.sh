@@ -15,6 +15,37 @@
 #   6. systemctl daemon-reload and enable (skipped where systemd is not running,
 #      e.g. in a container or a CI job); it is not started: fill in the config first.
 set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: sudo deploy/install.sh [SOURCE]
+
+Install (or upgrade) the Halo approval responder as a systemd service, as root.
+SOURCE is what pip installs: this repository (the default) or a built wheel
+(halo_approval_responder-*.whl). Running it again upgrades and keeps the config.
+
+It creates the system user "responder", a virtualenv in /opt/halo-approval-responder,
+/etc/halo-approval-responder (root:responder, 0750) with config.toml (0600, written
+from config.example.toml the first time only), installs the systemd unit, checks it
+with systemd-analyze verify, then runs systemctl daemon-reload and enable (skipped
+where systemd is not running). It does not start the service.
+
+options:
+  -h, --help   show this help and exit
+
+exit codes: 0 installed; 2 not run as root, an unknown option, or SOURCE does not
+exist; other: the failing step's own code (the last ==> line says which step)
+EOF
+}
+
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  -*) echo "install.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
+esac
+if [ $# -gt 1 ]; then
+  echo "install.sh: one SOURCE at most (see --help)" >&2
+  exit 2
+fi
 umask 022  # the service user must be able to read and run the virtualenv
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin  # useradd, runuser
 
@@ -91,7 +122,11 @@ cat <<EOF
 
 Installed. Next:
   1. edit $ETC/config.toml (every key is documented in it)
-  2. secrets: systemctl edit $NAME  ->  [Service] Environment=HALO_CLIENT_SECRET=...
+  2. secrets: one file each, readable by the service user, named in the config as
+     client_secret = "file:$ETC/halo-client-secret" (and so on), e.g.
+       printf '%s' 'THE-SECRET' | install -m 0640 -o root -g $SERVICE_USER /dev/stdin $ETC/halo-client-secret
+     The service and an admin's "sudo -u $SERVICE_USER responder ..." then read the same
+     files (Environment= in "systemctl edit $NAME" reaches the service only).
   3. sudo -u $SERVICE_USER $PREFIX/bin/responder check --config $ETC/config.toml
   4. systemctl start $NAME && journalctl -u $NAME -f
 EOF

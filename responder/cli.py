@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_instances, readable_by_others
-from responder.logs import redact, setup_logging
+from responder.config import ConfigError, Settings, load_instances
+from responder.logs import redact, setup_logging, warn_exposed_secrets
+from responder.terminal import csv_cell, json_text, printable, printable_lines
 
 log = logging.getLogger("responder")
 
@@ -34,7 +35,8 @@ Turns email replies to Halo approval requests (APPROVE / REJECT) into ticket app
 It watches one mailbox (IMAP, Maildir or Microsoft Graph), reads each reply the way a
 person would, checks that the sender is a pending approver of the ticket and really sent
 it, records the decision in Halo and answers the person. Start with `responder demo`, then write a
-config (see config.example.toml) and run `responder check --config config.toml`."""
+config with `responder init` (or by hand: config.example.toml) and run
+`responder check --config config.toml`."""
 
 EXIT_CODES = """\
 exit codes:
@@ -87,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say(text: str) -> None:
-    """One line (or block) for the admin on stderr, with every known secret redacted."""
-    print(redact(text), file=sys.stderr)
+    """One line (or block) for the admin on stderr, with every known secret redacted and
+    control characters (from a server's or a message's text) shown escaped."""
+    print(redact(printable_lines(text)), file=sys.stderr)
 
 
 def _known_failure(exc: Exception) -> str | None:
@@ -126,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"responder {__version__}")
     _global_options(parser, defaults=True)
     sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
-    for add in (_add_demo, _add_check, _add_once, _add_run, _add_explain, _add_audit,
+    for add in (_add_demo, _add_init, _add_check, _add_once, _add_run, _add_explain, _add_audit,
                 _add_replay, _add_backup, _add_web_password):
         add(sub)
     return parser
@@ -182,6 +185,26 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per message")
 
 
+def _add_init(sub: Any) -> None:
+    from responder.init import add_arguments
+
+    p = _command(
+        sub, "init", _init, "write a working config by asking, trying each answer",
+        "Asks for Halo, the mailbox and how answers leave, trying each as it is given;\n"
+        "discovers the trust profile from the newest messages' headers (read-only); writes\n"
+        "the config (mode 600) with secrets as file: or env: references. Every question\n"
+        "has a flag: with --yes, or without a terminal, a missing answer exits 2.",
+        "  responder init\n"
+        "  responder init --yes --config-out /etc/halo-approval-responder/config.toml \\\n"
+        "      --halo-url https://acme.halopsa.com --client-id ID \\\n"
+        "      --client-secret-file /etc/halo-approval-responder/halo_secret \\\n"
+        "      --mailbox imap --imap-host mail.acme.com --imap-user approvals@acme.com \\\n"
+        "      --imap-password-env IMAP_PASSWORD --smtp-host mail.acme.com --trust auto",
+        "  0 written; 1 a part refused (Halo, the mailbox, SMTP: the line says why); 2 a\n"
+        "  missing or bad answer (named by its flag)")
+    add_arguments(p)
+
+
 def _add_check(sub: Any) -> None:
     p = _command(
         sub, "check", _check, "check the config and sign in to the mailbox, SMTP and Halo",
@@ -190,15 +213,23 @@ def _add_check(sub: Any) -> None:
         "  responder check --config /etc/halo-approval-responder/config.toml\n"
         "  responder check -c config.toml --json\n"
         "  responder check -c config.toml --sample internal.eml external.eml\n"
-        "  responder check -c config.toml --online --ticket 1234",
-        "  0 every part is reachable (with --sample: every sample is trusted and fits the\n"
-        "  [security] settings); 1 a part failed, or a sample does not; 2 the config is\n"
-        "  invalid or a sample cannot be read")
+        "  responder check -c config.toml --online --ticket 1234\n"
+        "  responder check -c config.toml --discover",
+        "  0 every part is reachable and some trust is set (with --sample: every sample is\n"
+        "  trusted and fits the [security] settings; with --discover: the config already\n"
+        "  trusts what the newest messages fit); 1 a part failed, no trust is set, or a\n"
+        "  sample or the discovery does not fit; 2 the config is invalid or a sample cannot\n"
+        "  be read")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object: part -> ok, detail")
     p.add_argument("--sample", nargs="+", action="extend", type=Path, metavar="FILE",
                    help="instead of signing in: judge saved replies (.eml) under the "
                         "[security] settings and say which profile they fit (offline)")
+    p.add_argument("--discover", action="store_true",
+                   help="read the headers of the newest messages in the mailbox (read-only: "
+                        "nothing flagged or moved) and print the [security] block they fit")
+    p.add_argument("--newest", type=_positive, default=20, metavar="N",
+                   help="with --discover: how many of the newest messages to read (20)")
     p.add_argument("--online", action="store_true",
                    help="with --ticket: read a ticket from Halo (nothing is posted)")
     p.add_argument("--ticket", type=int, metavar="N",
@@ -223,10 +254,12 @@ def _add_run(sub: Any) -> None:
     p = _command(
         sub, "run", _run, "serve: process mail as it arrives (IMAP IDLE, else polling)",
         "Runs until SIGTERM or Ctrl-C (finishing the pass in hand). SIGHUP reloads the\n"
-        "config. A mailbox or Halo that is down is retried with backoff.",
+        "config, [web] and the health port included. A mailbox or Halo that is down is\n"
+        "retried with backoff.",
         "  responder run --config /etc/halo-approval-responder/config.toml --log-format json",
-        "  0 stopped by SIGTERM or SIGHUP-less shutdown; 2 bad usage or config (systemd:\n"
-        "  RestartPreventExitStatus=2, so a config error is not restarted in a loop)")
+        "  0 stopped by SIGTERM; 1 it could not start (e.g. a newer ledger); 2 bad usage or\n"
+        "  config (systemd: RestartPreventExitStatus=2, so a config error is not restarted\n"
+        "  in a loop); 130 stopped by Ctrl-C (SIGINT)")
     _config_options(p)
 
 
@@ -314,31 +347,55 @@ def _add_web_password(sub: Any) -> None:
 
 # -- the handlers -----------------------------------------------------------------------
 
-def _instances(args: argparse.Namespace) -> dict[str, Settings]:
-    """The config's instances (``--instance`` picks one), with logging set up for them."""
+MAIL_PARTS = ("halo", "mailbox", "smtp")  # once, replay: a pass, no console
+ALL_PARTS = (*MAIL_PARTS, "web")  # run: the console's password hash too, when it is on
+
+
+def _instances(
+    args: argparse.Namespace, needs: tuple[str, ...] = ALL_PARTS
+) -> dict[str, Settings]:
+    """The config's instances (``--instance`` picks one), with logging set up for them.
+
+    Only the secrets of the parts a command ``needs`` must be readable: ``audit`` and
+    ``backup`` need none, so they work from a shell without the service's environment.
+    """
     instances = load_instances(args.config)
     if getattr(args, "instance", None):
         if args.instance not in instances:
             raise ConfigError(f"no instance {args.instance!r} in {args.config} "
                               f"(it has: {', '.join(instances)})")
         instances = {args.instance: instances[args.instance]}
+    if needs:
+        problems = [p for settings in instances.values() for p in settings.secret_problems(*needs)]
+        if problems:
+            raise ConfigError("\n".join(problems))
     secrets = [s for settings in instances.values() for s in settings.secrets()]
     setup_logging(args.verbosity, args.log_format, secrets)
-    if readable_by_others(args.config) and secrets:
-        log.warning("%s holds secrets and is readable by other users: chmod 600 it",
-                    args.config)
+    warn_exposed_secrets(args.config, instances)
     return instances
+
+
+def _init(args: argparse.Namespace) -> int:
+    from responder.init import InitStop, run_init
+
+    setup_logging(args.verbosity if args.verbosity else -1, args.log_format)
+    try:
+        return run_init(args)
+    except InitStop as exc:
+        raise Failed(str(exc), exc.code) from None
 
 
 def _check(args: argparse.Namespace) -> int:
     if args.sample:
         return _check_samples(args)
+    if args.discover:
+        return _check_discover(args)
     if args.ticket is not None or args.online:
         return _check_ticket(args)
     from responder.service import check
 
     report, ok = {}, True
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():  # a missing one fails its part
         lines = asyncio.run(check(settings))
         ok = ok and all(ln.ok for ln in lines)
         report[name] = {ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}
@@ -346,7 +403,8 @@ def _check(args: argparse.Namespace) -> int:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
             for ln in lines:
-                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {ln.detail}")
+                detail = ln.detail.replace("--config CONFIG", f"--config {args.config}")
+                print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {printable(detail)}")
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     else:
@@ -363,7 +421,7 @@ def _check_ticket(args: argparse.Namespace) -> int:
         raise Failed("--online and --ticket N go together: "
                      "responder check --online --ticket 1234", USAGE)
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=("halo",)).items():
         ticket = asyncio.run(read_ticket(settings, args.ticket))
         lines = describe(ticket) if ticket else [f"ticket {args.ticket} was not found in Halo"]
         ok = ok and ticket is not None
@@ -371,14 +429,14 @@ def _check_ticket(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(lines))
+            print("\n".join(printable(line) for line in lines))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
 
 
 def _check_summary(report: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The closing line: ``all 5 parts ok`` or ``2 of 5 parts FAILED: mailbox, halo``."""
+    """The closing line: ``all 6 parts ok`` or ``2 of 6 parts FAILED: mailbox, halo``."""
     parts = [(name, part, v["ok"]) for name, found in report.items() for part, v in found.items()]
     failed = [part if len(report) == 1 else f"{name}.{part}" for name, part, ok in parts if not ok]
     if not failed:
@@ -392,7 +450,7 @@ def _check_samples(args: argparse.Namespace) -> int:
 
     raws = {str(path): _read(path) for path in args.sample}
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=()).items():
         samples = [read_sample(path, raw, settings.security) for path, raw in raws.items()]
         found = fit(samples, settings.security)
         ok = ok and not found.contradictions and all(s.verdict.trusted for s in samples)
@@ -400,10 +458,40 @@ def _check_samples(args: argparse.Namespace) -> int:
         if not args.json:
             if len(report) > 1 or name != "default":
                 print(f"[{name}]")
-            print("\n".join(report_lines(samples, found)))
+            print("\n".join(printable(line) for line in report_lines(samples, found)))
     if args.json:
         print(json.dumps(report["default"] if list(report) == ["default"] else report))
     return OK if ok else FAILED
+
+
+def _check_discover(args: argparse.Namespace) -> int:
+    """``check --discover``: the profile the mailbox's newest messages fit, read-only."""
+    from responder.discovery import discover, report_lines
+    from responder.service import peek_headers, watched
+
+    ok, report = True, {}
+    for name, settings in _instances(args).items():
+        headers = asyncio.run(peek_headers(settings, args.newest))
+        found = discover(headers, settings.security)
+        ok = ok and found.fits_config
+        report[name] = found.as_json()
+        if not args.json:
+            if len(report) > 1 or name != "default":
+                print(f"[{name}]")
+            print("\n".join(printable(line) for line in report_lines(found, watched(settings))))
+    if args.json:
+        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+    return OK if ok else FAILED
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 500 (got {text!r})")
+    return value
 
 
 def _once(args: argparse.Namespace) -> int:
@@ -412,7 +500,7 @@ def _once(args: argparse.Namespace) -> int:
     messages: list[dict[str, Any]] = []
     sent = unsent = digests = failed = 0
     errors: list[str] = []
-    instances = _instances(args)
+    instances = _instances(args, needs=MAIL_PARTS)
     for name, settings in instances.items():
         try:
             result = asyncio.run(once(settings, name, _progress(name)))
@@ -434,7 +522,7 @@ def _once(args: argparse.Namespace) -> int:
                           "answers_failed": unsent, "failed": failed,
                           "error": redact("; ".join(errors)) if errors else None}))
     else:
-        print(redact(once_summary(messages, sent, unsent, errors, digests)))
+        print(redact(printable(once_summary(messages, sent, unsent, errors, digests))))
     return FAILED if failed else OK
 
 
@@ -486,8 +574,8 @@ def _progress(name: str) -> Callable[[str], None] | None:
 def _run(args: argparse.Namespace) -> int:
     from responder.service import serve
 
-    asyncio.run(serve(_instances(args), args.config))
-    return OK
+    stopped_by = asyncio.run(serve(_instances(args), args.config))
+    return INTERRUPTED if stopped_by == "SIGINT" else OK
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -498,11 +586,13 @@ def _explain(args: argparse.Namespace) -> int:
         raise Failed("--online needs --config (the Halo to look the ticket up in)", USAGE)
     raw = sys.stdin.buffer.read() if str(args.message) == "-" else _read(args.message)
     settings = next(iter(load_instances(args.config).values())) if args.config else None
+    if settings and args.online:
+        settings.require_secrets("halo")  # offline, explain reads no secret
     if settings:
         setup_logging(args.verbosity, args.log_format, settings.secrets())
     report = asyncio.run(explain(raw, settings, online=args.online))
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
+        print(json_text(json.dumps(report, ensure_ascii=False)))
     else:
         print("\n".join(describe(report)))
     return OK
@@ -522,7 +612,7 @@ def _date(text: str) -> datetime:
 def _audit(args: argparse.Namespace) -> int:
     from responder.ledger import Ledger
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     ledgers = {name: Ledger.read_only(s.state.path) for name, s in instances.items()}
     writer, count = None, 0
     for name, ledger in ledgers.items():
@@ -531,13 +621,13 @@ def _audit(args: argparse.Namespace) -> int:
                 count += 1
                 row = {"instance": name, **row}
                 if args.format == "json":
-                    print(json.dumps(row, ensure_ascii=False))
+                    print(json_text(json.dumps(row, ensure_ascii=False)))
                     continue
                 if writer is None:
                     writer = csv.DictWriter(sys.stdout, fieldnames=list(row),
                                             lineterminator="\n")
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({key: csv_cell(value) for key, value in row.items()})
         finally:
             ledger.close()
     sys.stdout.flush()
@@ -550,7 +640,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
     name = ""
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=MAIL_PARTS).items():
         done = asyncio.run(replay(settings, args.message_id, name, _progress(name)))
         if done.status != "unknown":
             break
@@ -560,7 +650,7 @@ def _replay(args: argparse.Namespace) -> int:
         instance = name if done.status != "unknown" else None
         print(json.dumps({"instance": instance, **done.as_json()}))
     else:
-        print(f"{done.message_id}: {done.detail}")
+        print(printable(f"{done.message_id}: {done.detail}"))
     return OK if done.ok else FAILED
 
 
@@ -586,7 +676,7 @@ def _web_password(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from responder.ledger import backup
 
-    instances = _instances(args)
+    instances = _instances(args, needs=())
     for name, settings in instances.items():
         target = args.file
         if len(instances) > 1:

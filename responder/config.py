@@ -2,16 +2,23 @@
 
 Every error names the key it is about (``imap.port: expected an integer``), and a
 secret value may be written inline, as ``env:NAME`` or as ``file:/path``. Secrets are
-held as ``SecretStr`` so that no repr, log line or error message shows them.
+held as ``SecretStr`` so that no repr, log line or error message shows them. A secret
+written as a reference is read only when a command needs it (``require_secrets``), so
+that ``audit``, ``backup`` and ``explain`` work from a shell that lacks the service's
+environment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import stat
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,31 +44,102 @@ class ConfigError(Exception):
     """The config file cannot be used; the message names each offending key."""
 
 
+class SecretUnavailable(ConfigError):
+    """A secret reference cannot be read here, e.g. an ``env:`` variable that only the
+    service's environment sets; the message names the key."""
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("env:", "file:"))
+
+
 def resolve_secret(value: Any) -> Any:
     """Turn ``env:NAME`` and ``file:/path`` into the secret they point at."""
-    if not isinstance(value, str):
+    if not is_reference(value):
         return value
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
         return os.environ[name]
-    if value.startswith("file:"):
-        path = Path(value[5:])
+    path = Path(value[5:])
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+class SecretRef(SecretStr):
+    """A secret written as ``env:NAME`` or ``file:/path``, read the first time it is used.
+
+    Its truth and length are those of the secret (so ``if secret:`` reads it); its repr
+    shows only the reference's kind. Reading it where it is unavailable raises
+    SecretUnavailable naming the key.
+    """
+
+    def __init__(self, reference: str) -> None:
+        super().__init__("")
+        self.reference = reference
+        self.key = "secret"  # the config key, set once the settings are validated
+        self._read = False
+
+    def get_secret_value(self) -> str:
+        if not self._read:
+            try:
+                self._secret_value = resolve_secret(self.reference)
+            except ValueError as exc:
+                raise SecretUnavailable(f"{self.key}: {exc}") from None
+            self._read = True
+        return self._secret_value
+
+    def problem(self) -> str | None:
+        """Why this secret cannot be read here, or None once it is read."""
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    return value
+            self.get_secret_value()
+        except SecretUnavailable as exc:
+            return str(exc)
+        return None
+
+    def __len__(self) -> int:
+        return len(self.get_secret_value())
+
+    def _display(self) -> str:
+        return "**********"
+
+
+def _lazy_secret(value: Any) -> Any:
+    """References become SecretRef (read when used); inline values stay as they are."""
+    return SecretRef(value) if is_reference(value) else value
 
 
 def _web_address(value: str) -> str:
-    """An http(s) address with a host: without a scheme every request would fail later."""
+    """An https address with a host; plain http only to this machine (a test or a tunnel).
+
+    Without a scheme every request would fail later; over plain http the client secret
+    and the bearer tokens would cross the network in clear text.
+    """
     scheme, _, rest = value.partition("://")
     if scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise ValueError(f"expected an address starting with https:// (got {value!r}), "
                          f"e.g. https://{rest or value or 'yourcompany.halopsa.com'}")
+    if scheme.lower() == "http" and not _loopback(value):
+        raise ValueError("plain http:// would send secrets and tokens in clear text: use "
+                         "https:// (http:// is allowed only to 127.0.0.1, ::1 or localhost)")
     return value
+
+
+def _loopback(url: str) -> bool:
+    """Whether the URL's host is this machine: 127.0.0.0/8, ::1 or localhost."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _existing_folder(value: Path) -> Path:
@@ -74,8 +152,8 @@ def _existing_folder(value: Path) -> Path:
 
 WebAddress = Annotated[str, AfterValidator(_web_address)]
 Folder = Annotated[Path, AfterValidator(_existing_folder)]
-Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(resolve_secret)]
+Secret = Annotated[SecretStr, BeforeValidator(_lazy_secret)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_lazy_secret)]
 
 
 class Section(BaseModel):
@@ -148,7 +226,7 @@ class MailSignIn(Section):
     client_secret: OptionalSecret = None
     service_account_file: Path | None = None  # oauth2-google: the service account's JSON key
     refresh_token: OptionalSecret = None  # oauth2-google: a refresh token for this mailbox
-    token_url: str | None = None  # oauth2: the token endpoint; oauth2-google: token_uri override
+    token_url: WebAddress | None = None  # oauth2: the token endpoint; oauth2-google: token_uri
     scope: str | None = None  # default: the provider's mail scope
     sasl: Literal["auto", "xoauth2", "oauthbearer"] = "auto"  # auto: XOAUTH2 unless not offered
 
@@ -223,8 +301,8 @@ class GraphSettings(Section):
     mailbox: str = Field(min_length=3)  # the approvals mailbox's address (or object id)
     folder: str = "Inbox"
     poll_seconds: float = Field(default=10.0, gt=0)
-    authority: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority: WebAddress = "https://login.microsoftonline.com"
+    graph_url: WebAddress = "https://graph.microsoft.com/v1.0"
     timeout: float = Field(default=30.0, gt=0)
     # Requests in flight on this mailbox from this process (Outlook allows 4 per app and
     # mailbox): processes sharing one mailbox split the 4 between them.
@@ -243,9 +321,6 @@ class GraphSettings(Section):
                 raise ValueError("graph: client_secret, or certificate_path with "
                                  "certificate_thumbprint, is required")
             raise ValueError(f"graph.{missing}: required with a certificate")
-        for key in ("authority", "graph_url"):
-            if not getattr(self, key).startswith("https://"):
-                raise ValueError(f"graph.{key}: expected an https:// URL")
         return self
 
 
@@ -266,8 +341,24 @@ class SmtpSettings(MailSignIn):
         return self.port or {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
 
 
+STATE_FOLDER = "halo-approval-responder"  # under $XDG_STATE_HOME (~/.local/state)
+LEDGER_NAME = "ledger.sqlite3"
+
+
+def default_state_path() -> Path:
+    """The ledger without ``[state]``: never in the working directory, so that ``once``
+    from cron in another folder finds the same one. systemd's ``StateDirectory=`` (as
+    ``$STATE_DIRECTORY``), else the user's state folder (XDG Base Directory)."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd and Path(systemd).is_absolute():
+        return Path(systemd) / LEDGER_NAME
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / STATE_FOLDER / LEDGER_NAME
+
+
 class StateSettings(Section):
-    path: Path = Path("responder.sqlite3")
+    path: Path = Field(default_factory=default_state_path)
 
 
 class FolderSettings(Section):
@@ -364,6 +455,9 @@ class ServiceSettings(Section):
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /healthz and /metrics
     metrics_host: str = "127.0.0.1"
+    # /healthz turns unhealthy once the mailbox, Halo or the outgoing mail has been failing
+    # for longer than this (a refused sign-in: at once, waiting does not heal it).
+    unhealthy_after_seconds: float = Field(default=300.0, ge=0)
     retry_seconds: float = Field(default=60.0, gt=0)  # pending work and the outbox, retried
     # Several instances may watch one mailbox: each claims a message before acting on it;
     # a claim not renewed for this long (its holder crashed) is taken over.
@@ -385,16 +479,12 @@ class WebSettings(Section):
 
     port: int = Field(default=0, ge=0, le=65535)  # 0: no console
     host: str = "127.0.0.1"
-    password_hash: Annotated[str | None, BeforeValidator(resolve_secret)] = None
+    password_hash: OptionalSecret = None  # a reference (env:, file:) is checked when read
     session_minutes: int = Field(default=480, ge=1)
 
     @model_validator(mode="after")
     def _password_when_on(self) -> WebSettings:
-        problem = None
-        if self.port and not self.password_hash:
-            problem = "required when web.port is set (make one with: responder web-password)"
-        elif self.password_hash and not self.password_hash.startswith("$argon2id$"):
-            problem = "expected an argon2id hash (make one with: responder web-password)"
+        problem = None if isinstance(self.password_hash, SecretRef) else self.hash_problem()
         if problem:
             error = PydanticCustomError("web_password", problem)
             raise ValidationError.from_exception_data(
@@ -403,6 +493,16 @@ class WebSettings(Section):
             )
         return self
 
+    def hash_problem(self) -> str | None:
+        """What is wrong with password_hash, if anything (reads a reference)."""
+        value = self.password_hash.get_secret_value() if self.password_hash is not None else ""
+        if not value:
+            return ("required when web.port is set (make one with: responder web-password)"
+                    if self.port else None)
+        if not value.startswith("$argon2id$"):
+            return "expected an argon2id hash (make one with: responder web-password)"
+        return None
+
 
 class Settings(Section):
     halo: HaloSettings
@@ -410,7 +510,7 @@ class Settings(Section):
     maildir: MaildirSettings | None = None
     graph: GraphSettings | None = None
     smtp: SmtpSettings | None = None  # optional with [graph]: answers then go through Graph
-    state: StateSettings = StateSettings()
+    state: StateSettings = Field(default_factory=StateSettings)  # its path: env-dependent
     folders: FolderSettings = FolderSettings()
     parsing: ParsingSettings = ParsingSettings()
     answers: AnswerSettings = AnswerSettings()
@@ -454,14 +554,64 @@ class Settings(Section):
         return self.smtp.model_copy(update={**keys, "auth": self.imap.auth, "username": username})
 
     def secrets(self) -> list[str]:
-        """Every secret value in force, so that logging can redact them."""
+        """Every secret value that can be read here, so that logging can redact them."""
         values: list[SecretStr | None] = [self.halo.client_secret]
         for section in (self.imap, self.smtp):
             if section is not None:
                 values += [section.password, section.client_secret, section.refresh_token]
         if self.graph is not None:
             values.append(self.graph.client_secret)
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = []
+        for value in values:
+            if value is None or (isinstance(value, SecretRef) and value.problem()):
+                continue
+            if value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
+
+    def secret_problems(self, *parts: str) -> list[str]:
+        """Why the secrets of these parts (all by default) cannot be read here, one line
+        each naming its key; the parts are "halo", "mailbox", "smtp" (the answers' way
+        out, whichever it is) and "web"."""
+        sections = {"halo": ["halo"], "mailbox": ["imap", "graph"],
+                    "smtp": ["smtp"] if self.smtp is not None else ["graph"],
+                    "web": ["web"] if self.web.port else []}  # no console: no hash needed
+        if self.smtp is not None and self.smtp.auth == "same-as-imap":
+            sections["smtp"].append("imap")
+        wanted = {name for part in (parts or tuple(sections)) for name in sections[part]}
+        problems = [ref.problem() for name, _, ref in self._secret_refs() if name in wanted]
+        found = [p for p in problems if p]
+        hashed = self.web.password_hash
+        if "web" in wanted and isinstance(hashed, SecretRef) and not hashed.problem() and (
+                problem := self.web.hash_problem()):  # inline hashes are checked at load
+            found.append(f"{hashed.key}: {problem}")
+        return found
+
+    def require_secrets(self, *parts: str) -> None:
+        """Read the secrets these parts (all by default) need: a ConfigError if one cannot."""
+        problems = self.secret_problems(*parts)
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _secret_refs(self) -> list[tuple[str, str, SecretRef]]:
+        """(section, key, reference) for each secret written as env: or file:."""
+        found = []
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if isinstance(section, BaseModel):
+                found += [(name, key, value) for key, value in section.__dict__.items()
+                          if isinstance(value, SecretRef)]
+        return found
+
+    @model_validator(mode="after")
+    def _label_secrets(self) -> Settings:
+        self.label_secrets("")
+        return self
+
+    def label_secrets(self, prefix: str) -> None:
+        """Give each secret reference its key, for the error that says it is missing."""
+        for section, key, ref in self._secret_refs():
+            ref.key = f"{prefix}{section}.{key}"
 
 
 _FRIENDLY = {
@@ -512,11 +662,12 @@ def parse_instances(data: dict[str, Any]) -> dict[str, Settings]:
     for name, overrides in tables.items():
         merged = _merge(base, overrides)
         if "path" not in overrides.get("state", {}):  # its own ledger beside the shared one
-            shared = Path(base.get("state", {}).get("path", "responder.sqlite3"))
+            shared = Path(base.get("state", {}).get("path") or default_state_path())
             path = shared.with_name(f"{shared.stem}-{name}{shared.suffix}")
             merged["state"] = {**merged.get("state", {}), "path": str(path)}
         try:
             found[name] = parse_settings(merged)
+            found[name].label_secrets(f"instances.{name}.")
         except ConfigError as exc:
             errors += [f"instances.{name}.{line}" for line in str(exc).splitlines()]
     paths = [s.state.path.resolve() for s in found.values()]
@@ -558,8 +709,41 @@ def load_settings(path: Path) -> Settings:
     return next(iter(instances.values()))
 
 
+def secret_files(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """Every file a secret is taken from: each ``file:`` value of the config, the Graph
+    certificate (it holds the private key) and Google service-account key files."""
+    found: dict[Path, None] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        found.update((Path(v[5:]), None) for v in _strings(tomllib.loads(config.read_text(
+            encoding="utf-8"))) if v.startswith("file:"))
+    for settings in instances.values():
+        paths = [settings.graph.certificate_path if settings.graph else None]
+        paths += [s.service_account_file for s in (settings.imap, settings.smtp) if s]
+        found.update((p, None) for p in paths if p is not None)
+    return list(found)
+
+
+def exposed_secrets(config: Path, instances: Mapping[str, Settings]) -> list[Path]:
+    """The config (when it holds secrets) and the secret files other users may read."""
+    holds = any(settings.secrets() for settings in instances.values())
+    files = ([config] if holds else []) + secret_files(config, instances)
+    return [path for path in files if readable_by_others(path)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed TOML document, however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def readable_by_others(path: Path) -> bool:
-    """A config that holds secrets should not be world- or group-readable."""
+    """A file that holds secrets should not be world- or group-readable."""
     try:
         mode = path.stat().st_mode
     except OSError:

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001, RUF002, RUF003 - the full-width marks and localized words are meant literally
 """The decision grammar: the first word of what the person wrote now decides.
 
 A short greeting alone on the first line ("Hi Halo,", "Dear team,", "Hallo,") is skipped
@@ -53,7 +54,14 @@ _ALTERNATIVE = {"or", "/", "oder", "ou", "o", "of", "eller"}
 # Quotes, dashes and brackets around a word (en/em dashes and curly quotes as escapes);
 # not "?": a question never decides.
 _EDGE_PUNCTUATION = "\"'`*_~.,;:!-\u2013\u2014()[]<>\u00ab\u00bb\u201c\u201d\u2018\u2019"
-_NOTE_LEAD = re.compile("^[\\s\\-\u2013\u2014:;,.!/|]+")
+_NOTE_LEAD = re.compile("^[\\s\\-\u2013\u2014:;,.!/|\u3001\u3002\uff01\uff0c\uff0e\uff1a\uff1b]+")
+# Chinese and Japanese keyboards write punctuation full width and with no space after the
+# word before it ("REJECT，预算不够", "APPROVE。"): the word ends at the first such mark.
+_FULL_WIDTH_MARKS = re.compile(
+    "[\u3001\u3002\u3008-\u3011\uff01\uff08\uff09\uff0c\uff0e\uff1a\uff1b\uff1f"
+    "\uff61\uff64]")
+_FULL_WIDTH_QUESTION = "\uff1f"  # "approve？" asks
+_FULL_WIDTH_EDGES = "\u3008\u3009\u300a\u300b\u300c\u300d\u300e\u300f\u3010\u3011\uff08\uff09"
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n")
 
 
@@ -105,15 +113,19 @@ def read_decision(text: str, grammar: Grammar = DEFAULT_GRAMMAR) -> Read:
     if not tokens:
         return Read(None, None)
     first = tokens[0]
-    if "?" in first:
+    first, glued = _split_full_width(first)
+    if "?" in first or glued.startswith(_FULL_WIDTH_QUESTION):
         return Read(None, None)
-    word = _normalise(first.strip(_EDGE_PUNCTUATION))
+    word = _normalise(first.strip(_EDGE_PUNCTUATION + _FULL_WIDTH_EDGES))
     decision = grammar.words.get(word)
     if decision is None:
         return Read(None, None)
     rest = paragraph.split(maxsplit=1)[1] if len(tokens) > 1 else ""
-    if _is_alternative(tokens[1] if len(tokens) > 1 else "", first):
-        return Read(None, None)  # "approve or reject?", "approve ?"
+    if glued:  # "REJECT，预算不够": what follows the full-width mark begins the note
+        rest = f"{glued} {rest}" if rest else glued
+    if _is_alternative(tokens[1] if len(tokens) > 1 else "", first) or (
+            glued and _offers_a_choice(glued)):
+        return Read(None, None)  # "approve or reject?", "approve ?", "approve，还是reject？"
     note = " ".join(_NOTE_LEAD.sub("", rest).split())
     return Read(decision, note or None, grammar.languages.get(word))
 
@@ -124,12 +136,15 @@ _GREETING = re.compile(
     r"gr[üu](?:ß|ss) gott|gr[üu]ezi|bonjour|bonsoir|salut|cher|ch[èe]re|madame|monsieur|"
     r"hola|buenos d[íi]as|buenas(?: tardes| noches)?|estimad[oa]s?|querid[oa]s?|"
     r"beste|geachte|goedemorgen|goedemiddag|goedenavond|hoi|dag|"
-    r"ciao|buongiorno|buonasera|gentile|caro|cara|ol[áa]|bom dia|boa tarde|prezad[oa]|hej)"
-    r"(?=[\s,!.:;]|$)",
+    r"ciao|buongiorno|buonasera|gentile|caro|cara|ol[áa]|bom dia|boa tarde|prezad[oa]|hej|"
+    r"здравствуйте|здравствуй|добрый день|доброе утро|добрый вечер|привет|доброго дня|"
+    r"уважаем(?:ый|ая|ые)|вітаю|dzie[ńn] dobry|witam|dobr[ýy] den|merhaba|"
+    r"你好|您好|こんにちは|안녕하세요|γεια σας|שלום|مرحبا)"
+    r"(?=[\s,!.:;，！。]|$)",
     re.IGNORECASE,
 )
 _NAME_WORD = re.compile(r"[^\W\d_][\w.'\u2019-]{0,30}")
-_GREETING_CLOSE = ",!.:;"
+_GREETING_CLOSE = ",!.:;，！。"
 MAX_GREETING_WORDS = 5  # "Dear Service Desk team," and no longer
 
 
@@ -147,6 +162,8 @@ def _is_greeting(line: str, grammar: Grammar) -> bool:
     if not opening or len(line) > 60:
         return False
     names = line[opening.end():].strip().rstrip(_GREETING_CLOSE).strip()
+    if names[:1] in (",", "，") and names[1:].strip()[:1].isupper():
+        names = names[1:].strip()  # "Здравствуйте, Service.": The Bat!'s greeting
     words = names.split()
     if len(words) > MAX_GREETING_WORDS or any(c in names for c in _GREETING_CLOSE + "?"):
         return False
@@ -155,6 +172,33 @@ def _is_greeting(line: str, grammar: Grammar) -> bool:
         and _normalise(word.strip(_EDGE_PUNCTUATION)) not in grammar.words
         for word in words
     )
+
+
+def _split_full_width(token: str) -> tuple[str, str]:
+    """The word before a full-width mark glued to it, and the rest from that mark on."""
+    mark = _FULL_WIDTH_MARKS.search(token)
+    if mark is None or mark.start() == 0:
+        return token, ""
+    return token[: mark.start()], token[mark.start():]
+
+
+# "or" in the languages whose keyboards write full width (no space before the next word).
+_GLUED_ALTERNATIVES = ("或", "还是", "還是", "または", "もしくは", "또는")
+
+
+def _offers_a_choice(glued: str) -> bool:
+    """"，还是REJECT？", "，or reject?": the text after a full-width mark offers a choice."""
+    after = _NOTE_LEAD.sub("", glued)
+    if after.startswith(_GLUED_ALTERNATIVES):
+        return True
+    words = after.split(maxsplit=1)
+    return bool(words) and _is_alternative(words[0], "")
+
+
+def is_greeting(text: str) -> bool:
+    """``text`` is one short greeting line alone ("Hi Halo," / "Здравствуйте, Service.")."""
+    line = text.strip()
+    return bool(line) and "\n" not in line and _is_greeting(line, DEFAULT_GRAMMAR)
 
 
 def _is_alternative(next_token: str, first: str) -> bool:

@@ -14,6 +14,7 @@ from responder.config import Settings
 from responder.decision import DEFAULT_GRAMMAR
 from responder.message import analyse
 from responder.plan import Rules
+from responder.terminal import printable
 
 
 async def explain(raw: bytes, settings: Settings | None, *, online: bool = False) -> dict[str, Any]:
@@ -65,6 +66,9 @@ def verdict(report: dict[str, Any]) -> str:
         return f"cannot read it: {report['unreadable']}"
     if report.get("machine_reason"):
         return f"reads: written by a machine ({report['machine_reason']})"
+    if report.get("suspicious") or report.get("sender") is None:
+        why = "; ".join(report.get("suspicious") or ()) or "no single sender address"
+        return f"would quarantine: suspicious headers: {why}"
     if report.get("decision") is None or ticket is None:
         missing = "no decision word" if report.get("decision") is None else "no ticket tag"
         return f"reads: {missing} from {sender}"
@@ -73,7 +77,8 @@ def verdict(report: dict[str, Any]) -> str:
 
 
 def describe(report: dict[str, Any]) -> list[str]:
-    """``explain``'s human output: the verdict, then aligned ``key  value`` evidence."""
+    """``explain``'s human output: the verdict, then aligned ``key  value`` evidence, with
+    the message's control characters shown escaped (they must not drive the terminal)."""
     rows: list[tuple[str, str]] = []
     for key, value in report.items():
         if key in ("reply_text", "plan", "authenticity"):
@@ -91,10 +96,11 @@ def describe(report: dict[str, Any]) -> list[str]:
         for key, value in (plan.get("submission") or {}).items():
             rows.append((f"  {key}", _text(value)))
     width = max(len(key) for key, _ in rows) + 2
-    lines = [verdict(report), ""]
-    lines += [f"{key:{width}}{value}".rstrip() for key, value in rows]
+    lines = [printable(verdict(report)), ""]
+    lines += [f"{key:{width}}{printable(value)}".rstrip() for key, value in rows]
     lines.append("reply_text")
-    lines += [f"  | {line}" for line in (str(report.get("reply_text") or "").splitlines() or [""])]
+    lines += [f"  | {printable(line)}"
+              for line in (str(report.get("reply_text") or "").splitlines() or [""])]
     return lines
 
 

@@ -4,9 +4,14 @@ Every failure leaves this module as one of::
 
     HaloError                  base; the message names method, path and status, never a secret
     ├── HaloAuthError          credentials refused, or 401 again after one token refresh
-    ├── HaloUnavailable        5xx, timeouts, refused/dropped connections, 429 after retries:
-    │                          try again later (``maybe_applied``: the request may have landed)
-    └── HaloRejected           any other 4xx (or a reply that is not Halo's): retrying won't help
+    ├── HaloUnavailable        5xx, timeouts, refused/dropped connections, 429 after retries,
+    │                          and answers that are not Halo's (a 3xx to a maintenance or
+    │                          sign-in page, a 200 that is not JSON, a body that does not
+    │                          decode or is too large or too deep): try again later
+    │                          (``maybe_applied``: the request may have landed)
+    ├── HaloRejected           any other 4xx: retrying won't help
+    └── HaloUnusable           Halo's JSON cannot be trusted for a decision (another ticket's
+                               id, an entry without a numeric ``seq`` or ``result``): not retried
 
 Halo allows about 300 requests per rolling 5 minutes per tenant, shared with every other
 integration, so the client keeps its own sliding-window budget (token requests count)
@@ -22,7 +27,9 @@ import asyncio
 import bisect
 import email.utils
 import logging
+import math
 import random
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,7 +41,14 @@ import httpx
 
 from responder import __version__
 from responder.config import HaloSettings
-from responder.tickets import Approver, Submission, Ticket, approver_from_json, ticket_from_json
+from responder.tickets import (
+    Approver,
+    Malformed,
+    Submission,
+    Ticket,
+    approver_from_json,
+    ticket_from_json,
+)
 
 log = logging.getLogger("responder.halo")
 
@@ -46,6 +60,9 @@ DEFAULT_EXPIRES_IN = 300.0  # when the token reply does not say
 BACKOFF_CAP = 30.0
 RETRY_AFTER_CAP = 120.0  # a longer Retry-After is cut to this; the caller retries later anyway
 EXCERPT_CHARS = 200
+# Halo's answers are kilobytes; a body (decoded) beyond this is not Halo's: given up.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+_FRAMING = ("content-encoding", "content-length", "transfer-encoding")
 # Failures after which Halo certainly did not process the request.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -102,6 +119,14 @@ class HaloRejected(HaloError):
     ) -> None:
         super().__init__(message, method=method, path=path, status=status)
         self.excerpt = excerpt
+
+
+class HaloUnusable(HaloError):
+    """Halo answered with JSON that cannot be used for a decision: nothing is guessed."""
+
+
+class _Unreadable(Exception):
+    """The answer's body could not be read as sent (broken encoding, over the limit)."""
 
 
 class BudgetStore(Protocol):
@@ -264,6 +289,10 @@ class HaloClient:
         self._token: str | None = None
         self._token_expiry = 0.0
         self._token_lock = asyncio.Lock()
+        # How the last API call went, for /healthz: None before the first; ``refused``
+        # when Halo refused the sign-in (that does not heal by waiting).
+        self.reachable: bool | None = None
+        self.refused = False
 
     async def __aenter__(self) -> HaloClient:
         return self
@@ -294,8 +323,16 @@ class HaloClient:
             return None
         data = _json(response)
         if not isinstance(data, dict):
-            raise _unexpected(response, "expected a ticket object")
-        return ticket_from_json(data)
+            raise _not_halos(response, "not a ticket")
+        try:
+            ticket = ticket_from_json(data)
+        except Malformed as exc:
+            raise HaloUnusable(f"Halo's answer for ticket {ticket_id} cannot be used: {exc}",
+                               method="GET", path=_path(response), status=200) from None
+        if ticket.id != ticket_id:
+            raise HaloUnusable(f"Halo answered with ticket {ticket.id} when asked for ticket "
+                               f"{ticket_id}", method="GET", path=_path(response), status=200)
+        return ticket
 
     async def submit(
         self, submissions: Sequence[Submission], answer_within: float | None = None
@@ -360,7 +397,9 @@ class HaloClient:
         if response.status_code >= 300:
             raise self._rejected(response, "the token request failed")
         data = _json(response)
-        reply: dict[str, Any] = data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            raise _not_halos(response, "not a token")
+        reply: dict[str, Any] = data
         token = reply.get("access_token")
         if not isinstance(token, str) or not token:
             raise HaloAuthError(
@@ -375,6 +414,27 @@ class HaloClient:
     # -- requests --------------------------------------------------------------------
 
     async def _api(
+        self,
+        method: str,
+        path: str,
+        label: str,
+        *,
+        idempotent: bool,
+        allow: frozenset[int] | set[int] = frozenset(),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """An API call, noting whether Halo answered it (``reachable``, ``refused``)."""
+        try:
+            response = await self._authorised(method, path, label, idempotent=idempotent,
+                                              allow=allow, **kwargs)
+        except HaloError as exc:
+            self.reachable = not isinstance(exc, HaloAuthError | HaloUnavailable)
+            self.refused = isinstance(exc, HaloAuthError)
+            raise
+        self.reachable, self.refused = True, False
+        return response
+
+    async def _authorised(
         self,
         method: str,
         path: str,
@@ -418,23 +478,31 @@ class HaloClient:
             stamp = await self._budget.acquire(urgent=not idempotent)
             self.calls[label] += 1
             try:
-                response = await self._http.request(method, url, **kwargs)
+                response = await self._fetch(method, url, **kwargs)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(exc, method, url)
-                if failure.maybe_applied and not idempotent:
+                if (failure.maybe_applied and not idempotent) or _name_unknown(exc):
+                    raise failure from None  # a name DNS does not know: no use retrying now
+                delay = self._backoff(attempt)
+            except _Unreadable as exc:  # an answer came: a POST may have landed
+                failure = HaloUnavailable(str(exc), method=method, path=httpx.URL(url).path,
+                                          maybe_applied=not idempotent)
+                if not idempotent:
                     raise failure from None
                 delay = self._backoff(attempt)
             else:
                 log.debug("%s %s -> %d", method, _path(response), response.status_code)
-                if response.status_code == 429:
+                status = response.status_code
+                if status == 429:
                     failure = self._rate_limited(response)
                     delay = failure.retry_after or self._backoff(attempt)
-                elif response.status_code >= 500:
+                elif status >= 500 or 300 <= status < 400:  # 3xx: maintenance, a sign-in page
+                    what = "a redirect, not Halo's answer" if status < 400 else "a server error"
                     failure = HaloUnavailable(
-                        f"Halo answered HTTP {response.status_code}",
+                        f"Halo answered HTTP {status} ({what})",
                         method=method,
                         path=_path(response),
-                        status=response.status_code,
+                        status=status,
                         maybe_applied=not idempotent,
                     )
                     if not idempotent:
@@ -450,6 +518,28 @@ class HaloClient:
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _fetch(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP exchange, its body read (decoded) up to ``MAX_ANSWER_BYTES``."""
+        request = self._http.build_request(method, url, **kwargs)
+        response = await self._http.send(request, stream=True)
+        try:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise _Unreadable(f"Halo's answer (HTTP {response.status_code}) is over "
+                                      f"{MAX_ANSWER_BYTES // 2**20} MB: not Halo's")
+                chunks.append(chunk)
+        except httpx.DecodingError as exc:
+            raise _Unreadable(f"Halo's answer (HTTP {response.status_code}) cannot be "
+                              f"decoded ({type(exc).__name__}: broken compression?)") from None
+        finally:
+            await response.aclose()
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in _FRAMING]
+        return httpx.Response(response.status_code, headers=headers,
+                              content=b"".join(chunks), request=request)
+
     def _backoff(self, attempt: int) -> float:
         """Exponential with jitter: half to the whole of base * 2**attempt, capped."""
         ceiling = min(BACKOFF_CAP, self._backoff_base * 2.0**attempt)
@@ -462,6 +552,11 @@ class HaloClient:
         sent = not isinstance(exc, _NOT_SENT)
         if isinstance(exc, httpx.TimeoutException):
             what = f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})"
+        elif _name_unknown(exc):
+            host = httpx.URL(url).host
+            key = "auth_url" if self.settings.auth_url and url == self.settings.token_url \
+                else "base_url"
+            what = f"no such host: {host} is not known to DNS (check halo.{key})"
         else:
             what = f"connection failed ({type(exc).__name__}: {_redact(str(exc), self)})"
         return HaloUnavailable(what, method=method, path=path, maybe_applied=sent)
@@ -490,6 +585,22 @@ class HaloClient:
 # -- helpers (pure) ----------------------------------------------------------------------
 
 
+_NAME_UNKNOWN = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_unknown(exc: BaseException) -> bool:
+    """Whether DNS answered that the host does not exist (not a temporary failure, which
+    is EAI_AGAIN): retrying within seconds cannot help, the next pass tries again."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx.ConnectError <- httpcore.ConnectError <- socket.gaierror
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in _NAME_UNKNOWN
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def decision_reserve(settings: HaloSettings) -> int:
     """Slots of each window that reads leave to decisions (one POST per ``batch_size``
     reads, and one more), so that a backlog's first decision goes within seconds instead
@@ -503,18 +614,22 @@ def _path(response: httpx.Response) -> str:
 
 
 def _json(response: httpx.Response) -> Any:
-    """The body as JSON; None when it is empty or not JSON."""
+    """The body as JSON; None when it is empty or not JSON (nested too deep included)."""
     if not response.content.strip():
         return None
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
-def _unexpected(response: httpx.Response, what: str) -> HaloRejected:
-    return HaloRejected(
-        f"unexpected reply from Halo ({what}); is base_url right?",
+def _not_halos(response: httpx.Response, what: str) -> HaloUnavailable:
+    """A 2xx whose body is not Halo's JSON: a proxy's maintenance or sign-in page, most
+    likely, which passes; if it does not, base_url is wrong (``responder check`` says so)."""
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0][:60]
+    return HaloUnavailable(
+        f"Halo's answer is {what} (HTTP {response.status_code}, {kind}, "
+        f"{len(response.content)} bytes): a maintenance or sign-in page? is base_url right?",
         method=response.request.method,
         path=_path(response),
         status=response.status_code,
@@ -569,6 +684,8 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
@@ -583,8 +700,11 @@ def _submitted_records(data: Any, submissions: Sequence[Submission]) -> list[App
             return None
         try:
             key = (int(item["ticket_id"]), int(item["seq"]))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         if key in wanted:
-            records.append(approver_from_json(item))
+            try:
+                records.append(approver_from_json(item))
+            except Malformed:  # then the ticket is re-read, as when no records came
+                return None
     return records or None

@@ -18,6 +18,7 @@ a ledger with SQLite's online backup while the service keeps writing to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -268,7 +269,7 @@ class Ledger:
             self.db = self._connect_read_only(Path(path))
             return
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -662,7 +663,8 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
     SQLite's online backup copies every page in one step, from one snapshot: in WAL
     mode the service's writes carry on meanwhile and are simply not in it. The copy is
     written beside ``target`` and renamed into place, so ``target`` is never a
-    half-written file; it is a single file (no WAL).
+    half-written file; it is a single file (no WAL), readable by its owner only (mode
+    0600 whatever the umask: it holds people's addresses and words).
     Returns the copy's schema version and number of messages.
     """
     if not source.is_file():
@@ -675,6 +677,7 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
     src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     try:
         src.execute("PRAGMA busy_timeout=5000")
+        _owner_only(partial)
         dst = sqlite3.connect(str(partial))
         try:
             src.backup(dst)  # one step: a WAL snapshot, writers carry on meanwhile
@@ -695,6 +698,28 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
         partial.unlink(missing_ok=True)
         _give_back(source, [f for f in sidecars if f.exists() and f not in existed])
     return version, count
+
+
+def _owner_only(path: Path) -> None:
+    """An empty file at ``path`` with mode 0600 (set, not left to the umask), which
+    SQLite then fills; its journal takes the same mode."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _create_private(path: Path) -> None:
+    """A new ledger (and its folder) readable by its owner only, whatever the umask:
+    outside systemd (UMask=0077) a shell's 022 would leave every decision world-readable.
+    SQLite gives the ``-wal`` and ``-shm`` files it adds the ledger's own mode."""
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sidecars(ledger: Path) -> list[Path]:

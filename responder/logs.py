@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+
+from responder.config import Settings, exposed_secrets
+from responder.terminal import printable, printable_lines
 
 REDACTED = "***"
 _SECRETS: list[str] = []  # the secrets of the config in force, for redact()
@@ -51,6 +55,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """Log lines for people: a message's text in a log line (a subject, a Message-ID, a
+    display name in a reason) cannot drive the terminal nor start a forged line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))  # a traceback keeps its lines
+
+
 def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
     secrets = list(secrets)
@@ -60,12 +76,14 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(message)s"))
     _SECRETS[:] = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib"):
+    # uvicorn (the review console's server) says "Started server process" and "Shutting
+    # down" of a server that is a task in this process: the console logs its own lines.
+    for noisy in ("httpx", "httpcore", "imapclient", "mail.log", "aiosmtplib", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -74,3 +92,11 @@ def redact(text: str) -> str:
     for secret in _SECRETS:
         text = text.replace(secret, REDACTED)
     return text
+
+
+def warn_exposed_secrets(config: Path, instances: Mapping[str, Settings]) -> None:
+    """One warning per file holding secrets that other users can read: the config, its
+    ``file:`` secrets, the Graph certificate, the Google service-account key."""
+    for path in exposed_secrets(config, instances):
+        logging.getLogger("responder").warning(
+            "%s holds secrets and is readable by other users: chmod 600 it", path)

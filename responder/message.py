@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - the full-width colon of CJK subject prefixes is meant literally
 """Read one message the way a person would: bytes in, facts out, no I/O.
 
 The facts are what ``responder explain`` prints and what the plan is made from: who
@@ -17,10 +18,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
+from responder.addresses import (
+    AddressSyntax,
+    Mailbox,
+    display_text,
+    mailboxes,
+    name_problem,
+    normalise_address,
+)
 from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
 from responder.body import (
     HostileMessage,
@@ -34,21 +43,26 @@ from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
 from responder.machine import RESPONDER_HEADER, machine_reason
 from responder.reply import extract_reply
 
-__all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason"]
+__all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason", "normalise_address"]
 
 
-# Starts only where a word starts (the lookbehind), so each run of text is tried once:
-# linear, where the unanchored form took 40 s on a 100 KB display name.
-_ADDRESS_IN_TEXT = re.compile(
-    r"(?<![^\s<>@\"',;])[^\s<>@\"',;]+@[^\s<>@\"',;]+\.[^\s<>@\"',;]+")
-MAX_DISPLAY_NAME = 256  # characters; a longer display name is not mail a person wrote
+# Outlook's reply and forward prefixes in the languages it ships (and a few webmails'):
+# Chinese 回复/答复/转发, Japanese 返信/転送, Korean 회신/전달, Russian Ответ/Пересл, Polish
+# Odp/PD, Czech Odpověď, Turkish YNT/İLT, Greek ΑΠ/ΣΧΕΤ/ΠΡΘ, Hebrew השב/הועבר, Arabic
+# رد/إعادة توجيه, Finnish VS/VL, Swedish VB, Icelandic FS, Hungarian VÁ/TOV, Dutch Doorst.
+_LOCAL_REPLY = ("rif|res|odp|odpověď|ynt|cvp|vá|απ|σχετ|השב|תשובה|رد|回复|回覆|答复|答覆|返信|"
+                "회신|답장|ответ|отв")
+_LOCAL_FORWARD = ("vl|vb|fs|doorst|pd|tov|ilt|πρθ|הועבר|إعادة توجيه|توجيه|转发|轉寄|"
+                  "轉發|転送|전달|пересл")
 _SUBJECT_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r)\s*(?:\[\d+\])?\s*:\s*)+",
+    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc|i|r|" + _LOCAL_REPLY + "|"
+    + _LOCAL_FORWARD + r")\s*(?:\[\d+\])?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
 _REFERENCE = re.compile(r"<[^<>\s]+>")  # one message id in References:
 # Outlook's forwards look like its replies in the body; the subject tells them apart.
-_FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc)\s*:", re.IGNORECASE)
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc|" + _LOCAL_FORWARD + r")\s*[:：]",
+                             re.IGNORECASE)
 @dataclass(frozen=True)
 class Facts:
     """Everything the responder reads in one message (see ``responder explain``)."""
@@ -215,38 +229,55 @@ def header_text(msg: Message, name: str) -> str:
     return " ".join(header_text_value(head).split())
 
 
-def normalise_address(address: str) -> str:
-    """Lower-case, and the domain in its IDNA (ASCII) form, so that forms compare equal."""
-    local, _, domain = address.strip().strip("<>").rpartition("@")
-    domain = domain.strip().rstrip(".").lower()
-    with contextlib.suppress(UnicodeError):
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local.lower()}@{domain}" if local else ""
-
-
 def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
-    """The one From: address, and every reason to distrust the sender headers."""
-    suspicious: list[str] = []
-    from_values = msg.get_all("From") or []
-    pairs = getaddresses([header_text_value(v) for v in from_values])
-    addresses = [(name, normalise_address(addr)) for name, addr in pairs if "@" in addr]
-    if len(from_values) != 1 or len(addresses) != 1:
-        return None, (f"expected exactly one From: address, found {len(addresses)}",)
-    name, address = addresses[0]
-    if not address or " " in address:
+    """The one From: address, and every reason to distrust the sender headers.
+
+    The address comes from the header's structure before anything is decoded (see
+    ``responder.addresses``); only the display name and comments are decoded, and a
+    message whose name or comment names another address is not trusted.
+    """
+    from_values = raw_values(msg, "From")
+    try:
+        boxes = mailboxes(from_values[0]) if len(from_values) == 1 else []
+    except AddressSyntax as exc:
+        return None, (f"the From: header cannot be read: {exc}",)
+    if len(from_values) != 1 or len(boxes) != 1:
+        return None, (f"expected exactly one From: address, found {len(boxes)}",)
+    box = boxes[0]
+    address = normalise_address(box.address)
+    if not address:
         return None, ("the From: address is malformed",)
-    if len(name) > MAX_DISPLAY_NAME:
-        return None, (f"the From: display name is {len(name)} characters long "
-                      f"(at most {MAX_DISPLAY_NAME})",)
-    for other in _ADDRESS_IN_TEXT.findall(name):
-        if normalise_address(other) != address:
-            suspicious.append(f"the display name contains another address ({other})")
-    sender_header = msg.get("Sender")
-    if sender_header:
-        sender_addrs = getaddresses([header_text_value(sender_header)])
-        if [normalise_address(a) for _, a in sender_addrs] != [address]:
+    suspicious = [why for why in name_problems(box, address) if why]
+    sender_values = raw_values(msg, "Sender")
+    if sender_values and sender_values[0].strip():
+        try:
+            same = [normalise_address(b.address) for b in mailboxes(sender_values[0])] == [address]
+        except AddressSyntax:
+            same = False
+        if not same:
             suspicious.append("the Sender: header differs from From:")
     return address, tuple(suspicious)
+
+
+def name_problems(box: Mailbox, address: str) -> list[str | None]:
+    """What is wrong with the mailbox's decoded display name and comments, if anything."""
+    found = [name_problem(display_text(box.phrase), address)] if box.phrase else []
+    found += [name_problem(display_text(c), address, "comment") for c in box.comments]
+    return found
+
+
+def raw_values(msg: Message, name: str) -> list[str]:
+    """Every ``name`` header's value as received: nothing decoded, unfolded, and any
+    8-bit bytes (RFC 6532) read as UTF-8."""
+    wanted = name.lower()
+    return [_as_text(v) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _as_text(value: Any) -> str:
+    text = str(value)
+    with contextlib.suppress(UnicodeError):  # compat32 keeps 8-bit bytes as surrogates
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(text.split())
 
 
 def header_text_value(value: Any) -> str:

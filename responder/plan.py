@@ -151,8 +151,14 @@ def match(
                 f"the approval email for {ticket.id} is not quoted or forwarded",
             )
         pending = bound
+    unnumbered = [a.seq for a in pending if a.actionnumber is None]
+    if unnumbered:  # a decision needs it: never posted with a guessed one
+        return Plan(Outcome.FAILED, f"Halo shows no actionnumber for approval seq "
+                    f"{', '.join(map(str, unnumbered))} of ticket {ticket.id}, so it cannot "
+                    f"be decided by email")
     result = Result.APPROVE if facts.decision is Decision.APPROVE else Result.REJECT
-    subs = [Submission(ticket.id, a.seq, a.actionnumber, result, facts.note) for a in pending]
+    subs = [Submission(ticket.id, a.seq, a.actionnumber, result, facts.note)
+            for a in pending if a.actionnumber is not None]
     seqs = " and ".join(str(a.seq) for a in pending)
     return Plan(Outcome.SUBMIT, f"{facts.decision.value} as approver seq {seqs}",
                 subs[0], tuple(subs[1:]))

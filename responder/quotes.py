@@ -29,6 +29,7 @@ from responder.banners import (
     split_glued_markers,
     without_line_tag,
 )
+from responder.decision import is_greeting
 
 MAX_SCAN_CHARS = 300_000  # the new text is at the top; a longer tail is all original
 MAX_SCAN_LINES = 10_000  # likewise in lines: each costs some microseconds of rules
@@ -77,7 +78,18 @@ _OTHER_KEYS = _keys(
     "宛先|件名|assunto|odesláno|komu|předmět|kopie|copie|cco|kopia|копия|másolat|抄送|제목|"
     "날짜|받는 사람|trimis|către|subiect"
 )
-_HEADER_KEYS = _FROM_KEYS | _OTHER_KEYS
+# Outlook's header block in more of the languages it ships, and the webmails of the same
+# places (Mail.ru's "От кого", QQ/163's, Naver's and Daum's labels).
+_MORE_FROM_KEYS = _keys("от кого|από|מאת|من|寄件人|发信人|보낸이|kimden")
+_MORE_OTHER_KEYS = _keys(
+    "надіслано|відправлено|копія|wysłane|dw|data wysłania|odesláno dne|"
+    "στάλθηκε|αποστολή|ημερομηνία|προς|θέμα|κοιν|κοιν.|נשלח|תאריך|אל|נושא|עותק|"
+    "تم الإرسال|التاريخ|إلى|الموضوع|نسخة|"
+    "寄件日期|收件者|主旨|副本|时间|发送日期|日時|送信日|cc|보낸 날짜|받는이|참조|"
+    "gönderilme tarihi|bilgi"
+)
+_HEADER_KEYS = _FROM_KEYS | _OTHER_KEYS | _MORE_FROM_KEYS | _MORE_OTHER_KEYS
+_SENDER_KEYS = _FROM_KEYS | _MORE_FROM_KEYS
 
 # "**From:** x" (bold stars): the spaces after the stars only where there are stars, so
 # no two runs of spaces meet (a line of spaces would be split between them every way).
@@ -85,6 +97,8 @@ _HEADER_LINE = re.compile(
     r"[ \t]*(?:\*+[ \t]*)?([^\W\d_][^:：*\n]{0,24}?)[ \t]*(?:\*+[ \t]*)?[:：]")
 _QUOTE_LINE = re.compile(r"[ \t]*>")
 _PIPE_LINE = re.compile(r"[ \t]*\|(?:[ \t]|$)")  # "| quoted": some webmail and Lotus quote so
+# " AB> quoted": The Bat! and other Russian-language clients quote with the author's initials.
+_INITIALS_LINE = re.compile(r"[ \t]{0,3}[^\W\d_]{1,4}>{1,4}(?:[ \t]|$)")
 _DATE_FIRST = re.compile(
     r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}年\d{1,2}月\d{1,2}日)"
     r"(?:[ \t,]+(?:\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]*[ap]\.?m\.?)?|um|à|a las|alle|om|at))*"
@@ -104,7 +118,8 @@ _DASHED_TITLE = re.compile(r"[ \t]*[-=_]{3,}[ \t]*([^-=_\s].{1,60}?)[ \t]*[-=_]{
 _FORWARD_WORDS = re.compile(
     r"forward|weitergeleitet|transf[ée]r[ée]|r[ée]exp[ée]di|reenviad|inoltrat|doorgestuurd|"
     r"videresend|vidarebefordra|encaminhad|reencaminhad|v[äa]litetty|przekazan|пересла|"
-    r"továbbított|přeposlan|iletilen|转发|転送",
+    r"továbbított|přeposlan|iletilen|转发|転送|"
+    r"전달|προωθ|הועבר|توجيه|轉寄|轉發|przesłan|пересылаем|iletil",
     re.IGNORECASE,
 )
 _SEPARATOR_PHRASE = re.compile(
@@ -121,7 +136,11 @@ _SEPARATOR_PHRASE = re.compile(
     r"v[äa]litetty viesti|wiadomo[śs][ćc] oryginalna|przekazana wiadomo[śs][ćc]|"
     r"исходное сообщение|пересылаемое сообщение|переслане повідомлення|"
     r"původní zpráva|přeposlaná zpráva|eredeti üzenet|továbbított üzenet|"
-    r"orijinal mesaj|iletilen mesaj|原始邮件|转发的邮件|元のメッセージ|転送されたメッセージ)"
+    r"orijinal mesaj|iletilen mesaj|原始邮件|转发的邮件|元のメッセージ|転送されたメッセージ|"
+    r"원본 메일|원본 메시지|전달된 메시지|전달 메시지|αρχικό μήνυμα|προωθημένο μήνυμα|"
+    r"הודעה מקורית|הודעה שהועברה|الرسالة الأصلية|الرسالة المعاد توجيهها|原始郵件|"
+    r"轉寄郵件|转发邮件信息|özgün ileti|iletilen ileti|пересланное сообщение|"
+    r"původní e-mail|přeposlaný e-mail|oryginalna wiadomo[śs][ćc])"
     r"[ \t]*(?:[-=_*]+[ \t]*)?(?:[:：][ \t]*)?",  # no two runs of spaces meet
     re.IGNORECASE,
 )
@@ -157,6 +176,7 @@ _WROTE = re.compile(
     r"ha scritto|scrisse|schreef|escreveu|skrev|skriver|napisa[łl](?:a|\(a\))?|pisze|"
     r"написал(?:а|\(а\))?|пише|kirjoitti|írta|napsal(?:a|\(a\))?|şunu yazdı|yazdı|"
     r"skrifaði|rašė|rakstīja|kirjutas|scrie|έγραψε|כתב|كتب|写道|寫道|のメッセージ|"
+    r"писал(?:и|а|\(а\))?|пишет|написав(?:ла)?|napísal(?:a|\(a\))?|ha escrito|"
     r"님이 작성|wrote on)(?:$|[\s:：(])",
     re.IGNORECASE,
 )
@@ -189,7 +209,7 @@ _CLOSING = re.compile(
 MAX_CLOSING_TAIL = 6  # lines of name, title and contact details under "Regards,"
 _SUBJECT_KEYS = _keys(
     "subject|betreff|objet|sujet|asunto|oggetto|emne|onderwerp|ämne|aihe|temat|тема|tárgy|"
-    "konu|主题|件名|assunto|předmět|제목|subiect"
+    "konu|主题|件名|assunto|předmět|제목|subiect|θέμα|נושא|الموضوع|主旨"
 )
 
 
@@ -207,6 +227,12 @@ def split_reply(body: str, banners: Banners = DEFAULT_BANNERS) -> Split:
     text = _tidy(above)
     if not text and kind in (Cut.QUOTE, Cut.ATTRIBUTION) and _is_quote_run(lines, start):
         text = _tidy(_interleaved(lines, start))
+    elif kind in (Cut.QUOTE, Cut.ATTRIBUTION) and is_greeting(text) and \
+            _is_quote_run(lines, start):
+        # The Bat!'s "Здравствуйте, Name." above "Вы писали …:" and the quote, and the
+        # reply written below the quote: the greeting is no answer, what is below is.
+        below = _tidy(_interleaved(lines, start))
+        text = f"{text}\n\n{below}" if below else text
     remainder = lines[start:]
     original = "\n".join(_unquote(line) for line in remainder).strip()
     forwarded = kind is Cut.FORWARD or _has_forward_marker(remainder)
@@ -252,7 +278,7 @@ def _cut_at(lines: Sequence[str], i: int) -> Cut | None:
     stripped = line.strip()
     if not stripped:
         return None
-    if _QUOTE_LINE.match(line) or _is_pipe_quote(lines, i):
+    if _QUOTE_LINE.match(line) or _is_marked_quote(lines, i):
         return Cut.QUOTE
     if _SIGNATURE_DELIMITER.fullmatch(line) or _is_footer(stripped):
         return Cut.SIGNATURE
@@ -279,8 +305,21 @@ def _names_the_quote_below(lines: Sequence[str], i: int) -> bool:
         return False
     below = next((j for j in range(i + 1, min(i + 3, len(lines))) if lines[j].strip()), None)
     return below is not None and bool(
-        _QUOTE_LINE.match(lines[below]) or _is_pipe_quote(lines, below)
+        _QUOTE_LINE.match(lines[below]) or _is_marked_quote(lines, below)
     )
+
+
+def _is_marked_quote(lines: Sequence[str], i: int) -> bool:
+    """A line quoted with a mark other than a bare '>': '|', or the author's initials."""
+    return _is_pipe_quote(lines, i) or _is_initials_quote(lines, i)
+
+
+def _is_initials_quote(lines: Sequence[str], i: int) -> bool:
+    """" AB> text": two such lines, or one beside a '>' line (one alone may be text)."""
+    if not _INITIALS_LINE.match(lines[i][:MAX_LINE_CHARS]):
+        return False
+    neighbours = (lines[j][:MAX_LINE_CHARS] for j in (i - 1, i + 1) if 0 <= j < len(lines))
+    return any(_INITIALS_LINE.match(line) or _QUOTE_LINE.match(line) for line in neighbours)
 
 
 def _is_pipe_quote(lines: Sequence[str], i: int) -> bool:
@@ -332,7 +371,7 @@ def _is_header_block(lines: Sequence[str], i: int) -> bool:
         key = _header_key(line)
         if key is not None:
             keys.add(key)
-    return len(keys) >= 2 and bool(keys & _FROM_KEYS)
+    return len(keys) >= 2 and bool(keys & _SENDER_KEYS)
 
 
 def _attribution_end(lines: Sequence[str], i: int) -> bool:
@@ -422,7 +461,7 @@ def _before_rules(lines: Sequence[str], i: int) -> int:
 def _is_quote_run(lines: Sequence[str], start: int) -> bool:
     """Quoted matter that starts with '>' lines (maybe under an attribution)."""
     return any(
-        _QUOTE_LINE.match(line) or _is_pipe_quote(lines, start + k)
+        _QUOTE_LINE.match(line) or _is_marked_quote(lines, start + k)
         for k, line in enumerate(lines[start : start + ATTRIBUTION_LINES + 2])
     )
 
@@ -449,7 +488,7 @@ def _interleaved(lines: Sequence[str], start: int) -> list[str]:
 def _skip_attribution(lines: Sequence[str], i: int) -> int:
     end = i + 1
     while (end < len(lines) and end < i + ATTRIBUTION_LINES
-           and not (_QUOTE_LINE.match(lines[end]) or _is_pipe_quote(lines, end))):
+           and not (_QUOTE_LINE.match(lines[end]) or _is_marked_quote(lines, end))):
         end += 1
     return end
 
@@ -477,6 +516,9 @@ def _unquote(line: str) -> str:
     stripped = line.lstrip()
     if stripped.startswith(">"):
         return stripped.lstrip("> \t")
+    initials = _INITIALS_LINE.match(line[:MAX_LINE_CHARS])
+    if initials:
+        return line[initials.end():].lstrip(" \t")
     if _PIPE_LINE.match(stripped):
         return stripped[1:].lstrip()
     return line

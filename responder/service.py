@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING
 
 from responder import __version__
 from responder.analysis import shared as shared_analyser
-from responder.config import ConfigError, Settings, load_instances
+from responder.config import ConfigError, ServiceSettings, Settings, load_instances
+from responder.discovery import trust_summary
 from responder.graph_api import GraphClient
 from responder.halo import HaloClient, HaloError
-from responder.ledger import Ledger
+from responder.ledger import Ledger, LedgerError, schema_version
+from responder.logs import warn_exposed_secrets
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
@@ -68,13 +71,19 @@ def make_mail(settings: Settings) -> tuple[Mailbox, Sender]:
 
 
 @contextlib.asynccontextmanager
-async def halo_client(settings: Settings) -> AsyncIterator[HaloClient]:
-    """A Halo client whose request budget is shared by every process on this ledger."""
+async def halo_client(settings: Settings, *, shared_budget: bool = True
+                      ) -> AsyncIterator[HaloClient]:
+    """A Halo client whose request budget is shared by every process on this ledger.
+
+    ``check`` goes without (``shared_budget=False``): it may run as another user than
+    the service's, and must neither create the ledger nor migrate it for its 2 requests.
+    """
+    budget: Ledger | None = None
     try:  # its own connection: the budget writes from worker threads
-        budget: Ledger | None = Ledger(settings.state.path)
-    except (sqlite3.Error, OSError) as exc:  # ``check`` reports the ledger on its own line
+        if shared_budget:
+            budget = Ledger(settings.state.path)
+    except (LedgerError, sqlite3.Error, OSError) as exc:  # ``check``: on the ledger's line
         log.warning("Halo request budget not shared (ledger unavailable: %s)", exc)
-        budget = None
     try:
         async with HaloClient(settings.halo, budget_store=budget) as halo:
             yield halo
@@ -110,33 +119,132 @@ class CheckLine:
 
 
 async def check(settings: Settings) -> list[CheckLine]:
-    """Sign in to each part in turn; one line per part, whatever fails."""
+    """Sign in to each part in turn; one line per part, whatever fails.
+
+    A part whose secret cannot be read here (an ``env:`` variable only the service's
+    environment sets) is a failed line naming the key; the other parts are still tried.
+    """
     lines = [CheckLine("config", True, "valid")]
-    mailbox, sender = make_mail(settings)
-    try:
-        await mailbox.open()
-        lines.append(CheckLine("mailbox", True, await mailbox.describe()))
-    except MailboxError as exc:
-        lines.append(CheckLine("mailbox", False, str(exc)))
-    finally:
-        with contextlib.suppress(MailboxError):
-            await mailbox.close()
+    missing = {part: "; ".join(settings.secret_problems(part))
+               for part in ("mailbox", "smtp", "halo")}
+    mailbox, sender = _check_parts(settings, missing)
+    if mailbox is None:
+        lines.append(CheckLine("mailbox", False, missing["mailbox"]))
+    else:
+        lines.append(await _check_mailbox(mailbox))
     name = "smtp" if settings.smtp is not None else "sendmail"
     try:
-        lines.append(CheckLine(name, True, await sender.check()))
+        if sender is None:
+            lines.append(CheckLine(name, False, missing["smtp"]))
+        else:
+            lines.append(CheckLine(name, True, await sender.check()))
     except SmtpError as exc:
         lines.append(CheckLine(name, False, str(exc)))
     try:
-        async with halo_client(settings) as halo:
-            lines.append(CheckLine("halo", True, await halo.check()))
+        if missing["halo"]:
+            lines.append(CheckLine("halo", False, missing["halo"]))
+        else:
+            async with halo_client(settings, shared_budget=False) as halo:
+                lines.append(CheckLine("halo", True, await halo.check()))
     except HaloError as exc:
         lines.append(CheckLine("halo", False, str(exc)))
-    try:
-        Ledger(settings.state.path).close()
-        lines.append(CheckLine("ledger", True, str(settings.state.path)))
-    except Exception as exc:
-        lines.append(CheckLine("ledger", False, f"{settings.state.path}: {exc}"))
+    lines.append(await asyncio.to_thread(check_ledger, settings.state.path))
+    lines.append(CheckLine("trust", *trust_summary(settings.security)))
     return lines
+
+
+def check_ledger(path: Path) -> CheckLine:
+    """The ledger's absolute path and schema version, read without changing anything.
+
+    ``check`` may be run as another user (root) than the service's: it must not create
+    a ledger the service could then not write, nor migrate one.
+    """
+    where = str(path.absolute())
+    if not path.is_absolute():
+        where += " (state.path is relative: it depends on the working directory)"
+    if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return CheckLine("ledger", False, f"{where}: cannot be created: {folder} is not "
+                             "writable by this user")
+        return CheckLine("ledger", True, f"{where}, not created yet (the first run creates it)")
+    try:
+        ledger = Ledger.read_only(path)
+        try:
+            version = ledger.version()
+        finally:
+            ledger.close()
+    except (LedgerError, sqlite3.Error, OSError) as exc:
+        return CheckLine("ledger", False, f"{where}: {exc}")
+    if version > schema_version():
+        return CheckLine("ledger", False, f"{where}: schema version {version} was written by "
+                         f"a newer responder (this one knows up to {schema_version()}): "
+                         "upgrade the responder, or restore a backup made before the upgrade")
+    later = f"; the next run migrates it to {schema_version()}" if version < schema_version() \
+        else ""
+    return CheckLine("ledger", True, f"{where}, schema version {version}{later}")
+
+
+def _check_parts(
+    settings: Settings, missing: dict[str, str]
+) -> tuple[Mailbox | None, Sender | None]:
+    """The mailbox and the sender that ``check`` can build: those whose secrets it has."""
+    if not missing["mailbox"] and not missing["smtp"]:
+        return make_mail(settings)
+    mailbox = None
+    if not missing["mailbox"]:
+        tokens = token_source(settings.imap) if settings.imap is not None else None
+        mailbox = make_mailbox(settings, tokens)
+    sender = None  # "same-as-imap" and Graph's sendMail miss what the mailbox misses
+    if not missing["smtp"] and settings.smtp is not None:
+        sender = SmtpSender(settings.smtp_sign_in())
+    return mailbox, sender
+
+
+async def _check_mailbox(mailbox: Mailbox) -> CheckLine:
+    try:
+        await mailbox.open()
+        return CheckLine("mailbox", True, await mailbox.describe())
+    except MailboxError as exc:
+        return CheckLine("mailbox", False, str(exc))
+    finally:
+        with contextlib.suppress(MailboxError):
+            await mailbox.close()
+
+
+def watched(settings: Settings) -> str:
+    """The watched folder in words: ``INBOX of approvals@imap.example.com``."""
+    if settings.imap is not None:
+        return f"{settings.imap.folder} of {settings.imap.username} on {settings.imap.host}"
+    if settings.graph is not None:
+        return f"{settings.graph.folder} of {settings.graph.mailbox}"
+    assert settings.maildir is not None
+    return f"the Maildir {settings.maildir.path}"
+
+
+def read_only_mailbox(settings: Settings) -> Mailbox:
+    """The mailbox opened so that nothing changes: IMAP ``EXAMINE`` instead of ``SELECT``,
+    Graph without a ledger (no delta state saved); for ``init`` and ``check --discover``."""
+    if settings.imap is not None:
+        return ImapMailbox(settings.imap, read_only=True)
+    if settings.graph is not None:
+        return GraphMailbox(settings.graph, GraphClient(settings.graph))
+    assert settings.maildir is not None  # validated: exactly one mailbox
+    return MaildirMailbox(settings.maildir)
+
+
+async def peek_headers(settings: Settings, limit: int) -> list[bytes]:
+    """The newest messages' header blocks, read without a trace (IMAP EXAMINE and
+    BODY.PEEK, a Graph GET, a Maildir read): for ``check --discover`` and ``init``."""
+    mailbox = read_only_mailbox(settings)
+    if settings.maildir is not None:  # its open() would make a missing folder
+        return await mailbox.peek_headers(limit)
+    await mailbox.open()
+    try:
+        return await mailbox.peek_headers(limit)
+    finally:
+        with contextlib.suppress(MailboxError):
+            await mailbox.close()
 
 
 async def read_ticket(settings: Settings, ticket_id: int) -> Ticket | None:
@@ -152,49 +260,126 @@ async def once(
         return await worker.run_once()
 
 
-async def serve(instances: dict[str, Settings], config_path: Path | None = None) -> None:
-    """Run every instance until SIGTERM/SIGINT, each isolated from the others' failures.
+async def serve(instances: dict[str, Settings], config_path: Path | None = None) -> str:
+    """Run every instance until SIGTERM/SIGINT, each isolated from the others' failures;
+    returns the signal that stopped it (``responder run`` exits 130 after SIGINT).
 
     SIGTERM finishes the pass in hand, then closes everything. SIGHUP reloads the config
-    from ``config_path`` and carries on with the new one; a config that does not
-    validate is reported and the old one kept. Each ledger is opened (and its schema
-    migrated) before any mail is read, so an upgrade shows in the first lines.
+    from ``config_path`` and carries on with the new one, ``[web]`` and the health port
+    included; a config that does not validate is reported and the old one kept. Each
+    ledger is opened (and its schema migrated) before any mail is read, so an upgrade
+    shows in the first lines.
     """
     loop = asyncio.get_running_loop()
-    stop, reload = _on_signals(loop)
+    stopped_by: list[str] = []
+    stop, reload = _on_signals(loop, stopped_by)
     log.info("responder %s starting: %s", __version__, describe_targets(instances))
     for name, settings in instances.items():
         await asyncio.to_thread(_prepare_ledger, name, settings)
     shared_analyser().start()  # the process that reads mail starts while we sign in
     metrics = Metrics()
-    service = next(iter(instances.values())).service
-    console = await _start_console(instances, metrics)  # first: a port in use stops us here
-    server = None
-    if service.metrics_port:
-        stale = 3 * max(service.retry_seconds, 60.0)
-        server = await serve_metrics(metrics, service.metrics_host, service.metrics_port, stale)
-        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+    endpoints = Endpoints(metrics)
     try:
+        await endpoints.start(instances)  # a port in use stops us here
         while True:
             await asyncio.gather(*(
                 _serve_one(name, settings, stop, metrics) for name, settings in instances.items()
             ))
-            if not reload.is_set() or config_path is None:
-                log.info("stopped")
-                return
-            stop, reload = _on_signals(loop)
+            if stopped_by or not reload.is_set() or config_path is None:
+                break
+            stop, reload = _on_signals(loop, stopped_by)
             try:
                 instances = load_instances(config_path)
+                for settings in instances.values():
+                    settings.require_secrets()
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
-                if console is not None:
-                    console.reload(instances)
+                warn_exposed_secrets(config_path, instances)
             except ConfigError as exc:
                 log.error("config not reloaded, keeping the old one: %s", exc)
+                continue
+            await endpoints.apply(instances)
     finally:
-        if server is not None:
-            server.close()
-        if console is not None:
-            await console.stop()
+        await endpoints.close()
+    log.info("stopped")
+    return stopped_by[0] if stopped_by else "SIGTERM"
+
+
+class Endpoints:
+    """What ``run`` serves besides mail: /healthz and /metrics (``[service]
+    metrics_host:metrics_port``) and the review console (``[web] host:port``).
+
+    At start a port that cannot be had stops the start; on a reload (SIGHUP) each is
+    moved, opened or closed as the new config says, and a port that cannot be had is
+    logged naming its key, the rest of the reload standing.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.server: asyncio.Server | None = None
+        self.console: RunningConsole | None = None
+        self._health: tuple[str, int, float] = ("", 0, 0.0)
+        self._web: tuple[str, int] = ("", 0)
+
+    async def start(self, instances: dict[str, Settings]) -> None:
+        first = next(iter(instances.values()))
+        self.console = await _start_console(instances, self.metrics)  # first, as before
+        self._web = (first.web.host, first.web.port)
+        await self._serve_health(first.service)
+
+    async def apply(self, instances: dict[str, Settings]) -> None:
+        """Bring the endpoints in line with a reloaded config."""
+        first = next(iter(instances.values()))
+        if (first.web.host, first.web.port) == self._web:
+            if self.console is not None:
+                self.console.reload(instances)  # the password and session length
+        else:
+            await self._close_console()
+            self._web = (first.web.host, first.web.port)
+            try:
+                self.console = await _start_console(instances, self.metrics)
+            except ConfigError as exc:
+                log.error("review console not served: %s", exc)
+            if self.console is None and not first.web.port:
+                log.info("review console closed (web.port = 0)")
+        try:
+            await self._serve_health(first.service)
+        except OSError as exc:
+            log.error("service.metrics_port: cannot listen on %s:%d: %s; /healthz and "
+                      "/metrics not served", first.service.metrics_host,
+                      first.service.metrics_port, os.strerror(exc.errno) if exc.errno else exc)
+
+    async def _serve_health(self, service: ServiceSettings) -> None:
+        """(Re)start the health port when its address or staleness changed."""
+        self.metrics.unhealthy_after = service.unhealthy_after_seconds
+        stale = 3 * max(service.retry_seconds, 60.0)
+        wanted = (service.metrics_host, service.metrics_port, stale)
+        if wanted == self._health:
+            return
+        moved = self.server is not None
+        await self._close_health()
+        self._health = wanted
+        if not service.metrics_port:
+            if moved:
+                log.info("metrics closed (service.metrics_port = 0)")
+            return
+        self.server = await serve_metrics(self.metrics, service.metrics_host,
+                                          service.metrics_port, stale)
+        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+
+    async def _close_health(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def _close_console(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
+            self.console = None
+
+    async def close(self) -> None:
+        await self._close_health()
+        await self._close_console()
 
 
 async def _start_console(instances: dict[str, Settings], metrics: Metrics) -> RunningConsole | None:
@@ -231,18 +416,22 @@ def _prepare_ledger(name: str, settings: Settings) -> None:
         ledger.close()
 
 
-def _on_signals(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, asyncio.Event]:
-    """Fresh stop and reload events, set by SIGTERM/SIGINT and SIGHUP from now on."""
+def _on_signals(
+    loop: asyncio.AbstractEventLoop, stopped_by: list[str]
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Fresh stop and reload events, set by SIGTERM/SIGINT and SIGHUP from now on; the
+    stopping signals are noted in ``stopped_by`` (a stop during a reload wins)."""
     stop, reload = asyncio.Event(), asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop)
-    loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop)
+    loop.add_signal_handler(signal.SIGTERM, _stopping, "SIGTERM", stop, stopped_by)
+    loop.add_signal_handler(signal.SIGINT, _stopping, "SIGINT", stop, stopped_by)
     loop.add_signal_handler(signal.SIGHUP, _set_both, reload, stop)
     return stop, reload
 
 
-def _stopping(signame: str, stop: asyncio.Event) -> None:
-    if not stop.is_set():
+def _stopping(signame: str, stop: asyncio.Event, stopped_by: list[str]) -> None:
+    if not stopped_by:
         log.info("%s received: finishing the pass in hand, then stopping", signame)
+    stopped_by.append(signame)
     stop.set()
 
 
@@ -287,10 +476,11 @@ async def _serve_one(name: str, settings: Settings, stop: asyncio.Event, metrics
         except MailboxAuthError as exc:
             log.error("%s: mailbox authentication failed: %s; retrying in %.0f s",
                       name, exc, backoff)
-            metrics.mailbox_reachable(False, f"authentication failed: {exc}")
+            metrics.mailbox_reachable(False, f"authentication failed: {exc}", instance=name,
+                                      refused=True)
         except (MailboxError, HaloError, OSError) as exc:
             log.error("%s: cannot start: %s; retrying in %.0f s", name, exc, backoff)
-            metrics.mailbox_reachable(False, str(exc))
+            metrics.mailbox_reachable(False, str(exc), instance=name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
         backoff = min(backoff * 2, 300.0)

@@ -12,8 +12,10 @@ replies. Stdlib only: a ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread.
     GET  /api/authinfo                  ``auth_url`` and ``tenant_id`` (discovery)
 
 Paths match case-insensitively, as they do on Halo (ASP.NET). Every request is kept in
-``requests``; ``faults`` switches latency, failures, dropped connections, a rate limit
-and token expiry on and off while it runs. ``behaviour`` (a ``Behaviour``; presets by
+``requests``; ``faults`` switches latency, failures, dropped connections, a rate limit,
+token expiry and hostile answers (``HOSTILE``: a redirect, a login page, JSON nested too
+deep, a broken gzip body, a gzip bomb, another ticket's id, a text ``result``, an entry
+without ``seq``) on and off while it runs. ``behaviour`` (a ``Behaviour``; presets by
 name in ``BEHAVIOURS``) chooses among the plausible answers where ``shared/halo`` says
 Halo's behaviour is unconfirmed: what the POST answers, a batch applied in part, decided
 entries moved to ``approvers_history``, decided entries refused, 403 on some tickets,
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
+import gzip
 import json
 import logging
 import random
@@ -76,8 +80,51 @@ class _Failure:
 @dataclass(frozen=True)
 class _Reply:
     status: int
-    body: Any = None  # JSON-serialisable, a str (sent as text), or None (empty body)
+    body: Any = None  # JSON-serialisable, a str (sent as text), bytes (as they are), or None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+# Answers no well-behaved Halo gives, but a proxy in front of it, a maintenance window or
+# an attacker in the path might: ``Faults.hostile_next`` sends them in place of the real one.
+Hostile = Literal["redirect", "login-page", "deep-json", "broken-gzip", "gzip-bomb",
+                  "other-ticket", "result-text", "no-seq"]
+HOSTILE: tuple[Hostile, ...] = ("redirect", "login-page", "deep-json", "broken-gzip",
+                                "gzip-bomb", "other-ticket", "result-text", "no-seq")
+_GZIP = {"Content-Type": "application/json; charset=utf-8", "Content-Encoding": "gzip"}
+
+
+@functools.cache
+def _bomb() -> bytes:
+    """16 MB of spaces in 16 KB of gzip: twice what the client reads of an answer."""
+    return gzip.compress(b" " * (16 * 2**20), compresslevel=9)
+
+
+def _hostile(kind: Hostile, reply: _Reply) -> _Reply:
+    """``reply`` turned into the hostile answer ``kind``; the three that change a ticket
+    (its id, an entry's ``result`` or ``seq``) keep the rest of it as it was."""
+    if kind == "redirect":
+        return _Reply(302, "", {"Location": "https://status.example/maintenance"})
+    if kind == "login-page":
+        page = b"<!DOCTYPE html><html><title>Sign in</title><form>...</form></html>"
+        return _Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
+    if kind == "deep-json":
+        return _Reply(200, b'{"id": 1, "approvers": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+                      {"Content-Type": "application/json"})
+    if kind == "broken-gzip":
+        return _Reply(200, gzip.compress(b"{}")[:10] + b"\xff" * 64, _GZIP)
+    if kind == "gzip-bomb":
+        return _Reply(200, _bomb(), _GZIP)
+    if not isinstance(reply.body, dict) or reply.status != 200:
+        return reply
+    ticket = json.loads(json.dumps(reply.body))  # a deep copy
+    entry = (ticket.get("approvers") or [{}])[0]
+    if kind == "other-ticket":
+        ticket["id"] = ticket["id"] + 1
+    elif kind == "result-text":
+        entry["result"] = "approved"
+    else:
+        entry.pop("seq", None)
+    return _Reply(200, ticket, reply.headers)
 
 
 PostAnswer = Literal["records", "empty", "object"]
@@ -145,6 +192,7 @@ class Faults:
         self._failures: list[_Failure] = []
         self._drops: list[_Failure] = []
         self._rate: tuple[int, float, str | None] | None = None
+        self._hostile: list[tuple[Hostile, _Failure]] = []
         self._admitted: deque[float] = deque()
         self._token_epoch = 0
 
@@ -157,6 +205,21 @@ class Faults:
         """Close the connection on the next ``times`` requests without any answer."""
         with self._lock:
             self._drops.extend(_Failure(0, path_prefix) for _ in range(times))
+
+    def hostile_next(self, kind: Hostile, times: int = 1, path_prefix: str | None = None
+                     ) -> None:
+        """Answer the next ``times`` requests (under ``path_prefix``) with the hostile
+        answer ``kind`` (see ``HOSTILE``) instead of the real one."""
+        with self._lock:
+            self._hostile.extend((kind, _Failure(200, path_prefix)) for _ in range(times))
+
+    def _take_hostile(self, path: str) -> Hostile | None:
+        with self._lock:
+            hit = next((h for h in self._hostile if h[1].applies(path)), None)
+            if hit is None:
+                return None
+            self._hostile.remove(hit)
+            return hit[0]
 
     def rate_limit(
         self, requests: int | None, window: float = 300.0, *, retry_after: float | None = None
@@ -187,6 +250,7 @@ class Faults:
             self.delay_before_apply = 0.0
             self._failures.clear()
             self._drops.clear()
+            self._hostile.clear()
             self._rate = None
             self._admitted.clear()
 
@@ -673,20 +737,24 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:
                 log.exception("stand-in Halo failed on %s %s", method, split.path)
                 reply = _Reply(500, "stand-in Halo: internal error")
+        hostile = halo.faults._take_hostile(split.path)
+        if hostile is not None:
+            reply = _hostile(hostile, reply)
         halo._record(Recorded(method, split.path, query, reply.status, body, arrived))
         self._send(reply)
 
     def _send(self, reply: _Reply) -> None:
         if reply.body is None:
             payload, ctype = b"", "application/json"
+        elif isinstance(reply.body, bytes):
+            payload, ctype = reply.body, "application/octet-stream"
         elif isinstance(reply.body, str):
             payload, ctype = reply.body.encode(), "text/plain; charset=utf-8"
         else:
             payload, ctype = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
         self.send_response(reply.status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
+        headers = {"Content-Type": ctype, **reply.headers, "Content-Length": str(len(payload))}
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)

@@ -39,7 +39,7 @@ from responder.analysis import shared as shared_analyser
 from responder.answers import template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
-from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable
+from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable, HaloUnusable
 from responder.ledger import Ledger, Row
 from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.message import Facts, analyse
@@ -174,7 +174,8 @@ class Responder:
                 log.warning("mailbox %s: %s; retrying in %.0f s", what, exc, backoff)
                 if self.metrics:
                     auth = isinstance(exc, MailboxAuthError)
-                    self.metrics.mailbox_reachable(False, f"{what}: {exc}" if auth else str(exc))
+                    self.metrics.mailbox_reachable(False, f"{what}: {exc}" if auth else str(exc),
+                                                   instance=self.name, refused=auth)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 with contextlib.suppress(MailboxError):
@@ -232,6 +233,8 @@ class Responder:
                 self._latencies(items),
                 dict(self.halo.calls),
                 await self._off(self.ledger.outbox_size),
+                halo=(self.halo.reachable, self.halo.refused),
+                outgoing=(sent.answers > 0) if sent.answers or sent.failed else None,
             )
         return result
 
@@ -388,6 +391,9 @@ class Responder:
                 return await self.halo.get_ticket(ticket_id)
             except HaloError as exc:
                 return exc
+            except Exception as exc:  # a bug must not end the pass for every other message
+                log.exception("reading ticket %d failed", ticket_id)
+                return HaloUnavailable(f"reading the ticket failed ({type(exc).__name__})")
 
     def _forget_stale_reads(self, posted: Iterable[int]) -> None:
         """Reads finished long ago are not trusted for a decision, nor any read of a ticket
@@ -864,8 +870,12 @@ def _halo_failure(exc: HaloError) -> Plan:
     """Halo could not be asked now: pending, nobody told yet; or refused it for good.
 
     A 4xx other than 401/429 (``HaloRejected``: 400, 403, 404 on a decision...) will not
-    change on retry: the message fails, and the reason names the call and the status.
+    change on retry: the message fails, and the reason names the call and the status; so
+    does JSON that cannot be trusted for a decision (``HaloUnusable``: another ticket's id,
+    an entry without a numeric ``seq``), rather than a decision built on a guess.
     """
     if isinstance(exc, HaloRejected):
         return Plan(Outcome.FAILED, f"Halo refused it (HTTP {exc.status}), not retried: {exc}")
+    if isinstance(exc, HaloUnusable):
+        return Plan(Outcome.FAILED, f"Halo's answer cannot be used, not retried: {exc}")
     return Plan(Outcome.PENDING, f"Halo unavailable, will retry: {exc}")

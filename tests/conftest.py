@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +12,36 @@ from pathlib import Path
 import pytest
 
 from responder.standin import StandinHalo
+from tests.corpus_cases import SKIPPED
 from tests.harness import Harness
 from tests.servers import Dovecot, SmtpSink
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A config without ``[state]`` keeps its ledger in the user's state folder: in a
+    test run (and the responder processes tests start) that is a folder of the run's own,
+    never the real ``~/.local/state`` nor a systemd ``$STATE_DIRECTORY``."""
+    _STATE_HOME.append(tempfile.mkdtemp(prefix="responder-test-state-"))
+    os.environ["XDG_STATE_HOME"] = _STATE_HOME[0]
+    os.environ.pop("STATE_DIRECTORY", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _STATE_HOME:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_STATE_HOME: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One visible line when the corpus tests were skipped for want of the corpus, saying
+    how to run them (a skip alone shows only as an "s", even without -q)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if SKIPPED in reason and "RESPONDER_CORPUS=/path" in reason:
+            terminalreporter.write_line(reason.removeprefix("Skipped: "), yellow=True)
+            return
 
 
 @pytest.fixture(autouse=True)

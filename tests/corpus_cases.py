@@ -42,10 +42,15 @@ _KEEP_NAME_SIGNATURE = (
     "talon's classifier strips a trailing name/contact block; we strip only '--' signatures "
     "and mobile footers (the decision word is at the top, a name block cannot change it)"
 )
-_ABOVE_ONLY = (
-    "upstream shows interleaved text below the first quote too; when a person wrote text "
-    "above the first quote, that text alone is the new text (text between quotes is not "
-    "where an approver answers, and it may sit next to the quoted request)"
+_GREETING_ABOVE = (
+    "upstream's first fragment is the greeting alone; a greeting alone above the quote is no "
+    "answer (The Bat! writes one above its quote), so the reply written below the quote is "
+    "read too, as upstream shows it among the visible fragments"
+)
+_BELOW_A_GREETING = (
+    ("startswith", "Hi,\n\nYou can list the keys for the bucket"),
+    ("contains", "would do it."),
+    ("not_contains", "Hi folks"),
 )
 _GITLAB_COMMANDS = "GitLab strips its /quick-action lines; we have no commands and keep them"
 _DASH_NAME = (
@@ -78,8 +83,13 @@ DELIBERATE_DIFFERENCES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         "we cut at the <hr> itself and keep what was written before it",
         (("equals", "Hi there Bob"),),
     ),
-    "email_reply_parser/test/emails/email_1_2.txt": (_ABOVE_ONLY, (("equals", "Hi,"),)),
-    "zapier-email-reply-parser/test/emails/email_1_2.txt": (_ABOVE_ONLY, (("equals", "Hi,"),)),
+    "email_reply_parser/test/emails/email_1_2.txt": (_GREETING_ABOVE, _BELOW_A_GREETING),
+    "zapier-email-reply-parser/test/emails/email_1_2.txt": (_GREETING_ABOVE, _BELOW_A_GREETING),
+    "crisp-oss-email-reply-parser/test/fixtures/email_2.txt": (
+        _GREETING_ABOVE,
+        (*_BELOW_A_GREETING, ("original_regex", "Hi folks"),
+         ("original_regex", "riak-users mailing list")),
+    ),
     "gitlab/spec/fixtures/emails/commands_in_reply.eml": (
         _GITLAB_COMMANDS,
         (("equals", "Cool!\n\n/close\n/todo"),),
@@ -142,6 +152,30 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+
+SKIPPED = "corpus tests skipped"  # the start of the one line a run without it prints
+
+
+def corpus_for_tests() -> tuple[Path | None, str]:
+    """The corpus folder for the tests, or (None, why they are skipped).
+
+    A fresh clone has no ``../shared/corpus``: its tests are skipped, saying how to run
+    them. Where the corpus is asked for (``$RESPONDER_CORPUS`` set to a folder) or
+    required (``CI=true``), a missing folder is an error instead.
+    """
+    corpus = corpus_path()
+    if corpus is None:
+        return None, f"{SKIPPED}: {ENV_VAR}=none"
+    if corpus.is_dir():
+        return corpus, ""
+    asked = bool(os.environ.get(ENV_VAR))
+    if asked or os.environ.get("CI", "").lower() == "true":
+        why = f"{ENV_VAR} is set" if asked else "CI=true requires the corpus"
+        raise FileNotFoundError(f"corpus folder {corpus} is missing ({why}); set {ENV_VAR} "
+                                "to its path (or to 'none')")
+    return None, (f"{SKIPPED}: no corpus at {corpus}; to run them, set "
+                  f"{ENV_VAR}=/path/to/corpus (CI=true requires it)")
 
 
 def corpus_path(explicit: str | None = None) -> Path | None:

@@ -9,9 +9,11 @@ the Graph mailbox and sender run over real sockets, real TLS and real error answ
                                             signed client_assertion; scope .../.default
     /v1.0/users/{mailbox}/...
       GET  mailFolders[?$filter=displayName eq '..']        top-level folders
-      POST mailFolders, mailFolders/{id}/childFolders       create (409 ErrorFolderExists)
+      POST mailFolders, mailFolders/{id}/childFolders       create (ErrorFolderExists, 409
+                                            or ``folder_exists_status``)
       GET  mailFolders/{id}, mailFolders/{id}/childFolders
-      GET  mailFolders/{id}/messages        $select, $expand of the size property, $top,
+      GET  mailFolders/{id}/messages        $select, $expand of the size property (its id
+                                            in Graph's canonical form), $top,
                                             $filter=internetMessageId eq '..', nextLink
       GET  mailFolders/{id}/messages/delta  nextLink/deltaLink paging (Prefer:
                                             odata.maxpagesize), @removed, 410 when expired
@@ -31,7 +33,11 @@ internetMessageHeaders for some items, microsoft-graph-docs#4436), ``regenerate_
 (whether ``$value`` is the byte-exact original or MIME Exchange writes anew from its
 store), ``hide_organization_headers`` (whether X-MS-Exchange-Organization-* headers such
 as AuthAs reach ``$value`` and internetMessageHeaders), ``expire_delta_links`` (delta
-tokens expire after an unknown time).
+tokens expire after an unknown time), ``size_property_id`` (the spelling of the extended
+property id in answers: Graph's canonical "Integer 0xe08" by default, or the spelling asked
+for), ``folder_exists_status`` (the HTTP status of ErrorFolderExists: 409 or 400) and
+``sendmail_checks_body_first`` (an empty sendMail refused as invalid, 400, even without
+Mail.Send: the validation order Graph does not document).
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-SIZE_PROPERTY = "Integer 0x0E08"
+SIZE_PROPERTY = "Integer 0x0E08"  # as the responder asks for it
+CANONICAL_SIZE_PROPERTY = "Integer 0xe08"  # as Graph answers: lower-case hex, no leading 0
 WELL_KNOWN = ("inbox", "archive", "deleteditems", "junkemail", "drafts", "sentitems",
               "outbox")
 
@@ -142,6 +149,9 @@ class StandinGraph:
         self.regenerate_mime = False  # $value re-serialised, not the bytes that arrived
         self.hide_organization_headers = False  # X-MS-Exchange-Organization-* left out
         self.refuse_recipients: set[str] = set()  # sendMail to these: 400 ErrorInvalidRecipients
+        self.size_property_id = CANONICAL_SIZE_PROPERTY  # or SIZE_PROPERTY: echo the asked form
+        self.folder_exists_status = 409  # or 400: both are reported for ErrorFolderExists
+        self.sendmail_checks_body_first = False  # an empty sendMail: 400 before the 403
         self.requests: list[Recorded] = []
         self.peak_in_flight = 0
         self.mailboxes: dict[str, Mailbox] = {}
@@ -288,6 +298,24 @@ class StandinGraph:
             parent = found[0].id
         assert parent is not None
         return parent
+
+    def add_folder(self, address: str, path: str) -> str:
+        """A folder made by someone else (another instance, a user): each missing level."""
+        with self._lock:
+            box = self.mailboxes[address.lower()]
+            parent: str | None = None
+            for depth, name in enumerate(n for n in path.split("/") if n):
+                if depth == 0 and name.lower() in box.folders:
+                    parent = name.lower()
+                    continue
+                found = [f for f in box.folders.values()
+                         if f.parent == parent and f.name.lower() == name.lower()]
+                if not found:
+                    found = [Folder(_new_id(), name, parent)]
+                    box.folders[found[0].id] = found[0]
+                parent = found[0].id
+            assert parent is not None
+            return parent
 
     def delete_folder(self, address: str, path: str) -> None:
         """A user deleting a folder (and what is in it) in Outlook."""
@@ -604,7 +632,7 @@ class _Api:
                     raise _error(400, "ErrorInvalidRequest", "displayName is required")
                 if any(f.parent == parent and f.name.lower() == name.lower()
                        for f in self.box.folders.values()):
-                    raise _error(409, "ErrorFolderExists",
+                    raise _error(self.graph.folder_exists_status, "ErrorFolderExists",
                                  "A folder with the specified name already exists.")
                 made = Folder(_new_id(), name, parent)
                 self.box.folders[made.id] = made
@@ -668,9 +696,9 @@ class _Api:
                     if not self.hidden(k)]
             elif name == "body":
                 data[name] = _body(parsed)
-        if SIZE_PROPERTY.lower() in expand.lower():
+        if _expands_size(expand):
             data["singleValueExtendedProperties"] = [
-                {"id": SIZE_PROPERTY, "value": str(len(message.raw))}]
+                {"id": self.graph.size_property_id, "value": str(len(message.raw))}]
         return data
 
     def hidden(self, name: str) -> bool:
@@ -696,6 +724,8 @@ class _Api:
             mid = wanted.removeprefix("internetMessageId eq ").strip("'").replace("''", "'")
             messages = [m for m in messages if email.message_from_bytes(m.raw).get(
                 "Message-ID", "") == mid]
+        if query.get("$orderby", "").lower().endswith(" desc"):  # newest first
+            messages = messages[::-1]
         top = int(query.get("$top", "10"))
         skip = int(query.get("$skip", "0"))
         page = messages[skip: skip + top]
@@ -804,7 +834,8 @@ class _Api:
         raise _Reply(201, self.message_json(moved, ""))
 
     def send_mail(self, body: bytes) -> None:
-        self.need("Mail.Send")
+        if not (self.graph.sendmail_checks_body_first and not body):
+            self.need("Mail.Send")
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "text/plain":
             raise _error(400, "ErrorInvalidRequest", "JSON body expected")
         try:
@@ -821,6 +852,25 @@ class _Api:
                          "At least one recipient isn't valid., Recipient is not valid.")
         self.box.sent.append(raw)
         raise _Reply(202)
+
+
+def _tag(prop_id: str) -> tuple[str, int] | None:
+    """("integer", 0xe08) for "Integer 0x0E08" or "Integer 0xe08": what the id names."""
+    parts = prop_id.split()
+    if len(parts) != 2 or not parts[1].lower().startswith("0x"):
+        return None
+    try:
+        return parts[0].lower(), int(parts[1][2:], 16)
+    except ValueError:
+        return None
+
+
+def _expands_size(expand: str) -> bool:
+    """``singleValueExtendedProperties($filter=id eq '<the size property, any spelling>')``."""
+    if "id eq '" not in expand:
+        return False
+    asked = expand.split("id eq '", 1)[1].split("'", 1)[0]
+    return _tag(asked) is not None and _tag(asked) == _tag(SIZE_PROPERTY)
 
 
 def _token(folder: str, seq: int, select: str) -> str:

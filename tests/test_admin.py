@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -309,6 +310,20 @@ def test_check_refuses_a_halo_address_without_scheme_and_a_missing_templates_fol
     ]
 
 
+def test_secret_files_other_users_can_read_are_named(tmp_path: Path) -> None:
+    secret = tmp_path / "halo-secret"
+    secret.write_text("s3cret-value-xyz\n")
+    secret.chmod(0o644)
+    config = maildir_config(tmp_path)
+    config.write_text(config.read_text().replace('"s3cret-value-xyz"', f'"file:{secret}"'))
+
+    done = responder("audit", "--config", config)
+
+    assert f"{secret} holds secrets and is readable by other users: chmod 600 it" in done.stderr
+    assert f"{config} holds" not in done.stderr  # the config itself is 0600
+    assert "s3cret-value-xyz" not in done.stderr
+
+
 # -- 6. backup while the service writes ------------------------------------------------------
 
 def test_backup_while_the_ledger_is_written_gives_a_consistent_copy(tmp_path: Path) -> None:
@@ -344,6 +359,7 @@ def test_backup_while_the_ledger_is_written_gives_a_consistent_copy(tmp_path: Pa
                            f"{tmp_path / 'copy.sqlite3'}: {count} messages, schema version "
                            f"{len(MIGRATIONS)}\n")
     assert written[0] > 2000  # the service really wrote while the copy was made
+    assert stat.S_IMODE((tmp_path / "copy.sqlite3").stat().st_mode) == 0o600  # personal data
 
 
 def test_backup_without_a_ledger_creates_nothing(tmp_path: Path) -> None:
@@ -450,8 +466,10 @@ def test_a_wrong_imap_password_keeps_retrying_and_turns_healthz_unhealthy(
 
     assert code == 0 and "Traceback" not in text
     assert status == 503
-    assert why.startswith("mailbox unreachable: authentication failed: imap ")
-    assert "login refused for " + harness.user in why
+    assert why.startswith("unhealthy: mailbox refusing the sign-in\n")
+    assert harness.user not in why  # the unauthenticated endpoint names no account
+    assert "default: mailbox authentication failed: imap " in text  # the log does
+    assert "login refused for " + harness.user in text
     failures = [line for line in text.splitlines() if "ERROR" in line]
     assert len(failures) >= 2
     assert all("default: mailbox authentication failed: " in line for line in failures)
@@ -492,7 +510,7 @@ def test_check_ends_with_one_line_naming_what_failed(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert last_line(done.stdout) == "2 of 5 parts FAILED: smtp, halo"
+    assert last_line(done.stdout) == "2 of 6 parts FAILED: smtp, halo"
     assert "s3cret-value-xyz" not in done.stdout + done.stderr
 
 
@@ -518,7 +536,7 @@ def test_a_password_changed_while_running_is_reported_the_same_way(
     text = service.log.read_text()
 
     assert code == 0 and "Traceback" not in text
-    assert status == 503 and why.startswith("mailbox unreachable: authentication failed: ")
+    assert status == 503 and why.startswith("unhealthy: mailbox refusing the sign-in\n")
     refused = [line for line in text.splitlines() if "authentication failed" in line]
     assert [line.rsplit("retrying in ", 1)[1] for line in refused][:2] == ["1 s", "2 s"]
     assert all("login refused for " + harness.user in line for line in refused)

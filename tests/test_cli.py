@@ -67,7 +67,8 @@ def test_check_reports_each_part(harness: Harness, tmp_path: Path,
     assert main(["check", "--config", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {part: v["ok"] for part, v in report.items()} == {
-        "config": True, "mailbox": True, "smtp": True, "halo": True, "ledger": True}
+        "config": True, "mailbox": True, "smtp": True, "halo": True, "ledger": True,
+        "trust": True}
 
     harness.halo.client_secret = "rotated-elsewhere"
     assert main(["check", "--config", str(config)]) == 1

@@ -6,26 +6,32 @@ The browser story against ``responder run`` is in test_console_browser.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from responder.config import ConfigError, Settings, parse_settings
 from responder.console.app import Console, create_app, with_security_headers
 from responder.console.auth import Sessions, Throttle, hash_password, password_matches
 from responder.console.chart import stacked
+from responder.console.server import start_console
 from responder.console.views import overview
 from responder.ledger import FILED, Ledger
 from responder.replay import put_back
 from tests.harness import Harness, gmail_reply, text_of
+from tests.servers import free_port
 
 PASSWORD = "a long console password"
 HASH = hash_password(PASSWORD)
@@ -123,28 +129,106 @@ async def test_sign_in_needs_the_forms_own_token(client: httpx.AsyncClient) -> N
     assert reply.status_code == 403 and "responder_session" not in client.cookies
 
 
-async def test_failed_sign_ins_are_throttled_even_when_the_password_is_then_right(
+async def test_failed_sign_ins_slow_the_network_down_but_the_right_password_gets_in(
     client: httpx.AsyncClient,
 ) -> None:
     for _ in range(5):
         assert await sign_in(client, "guess") == 401
-    assert await sign_in(client) == 429
-    assert "responder_session" not in client.cookies
+    started = time.monotonic()
+    assert await sign_in(client) == 303
+    assert time.monotonic() - started >= 1.0  # the sixth attempt waited first
+    assert "responder_session" in client.cookies
 
 
-def test_throttle_forgets_after_its_window_and_on_success() -> None:
+def test_throttle_counts_by_network_slows_down_boundedly_and_forgets() -> None:
     now = [0.0]
-    throttle = Throttle(per_client=2, overall=3, window=60, clock=lambda: now[0])
-    throttle.failed("a")
-    throttle.failed("a")
-    assert throttle.wait("a") == 60 and throttle.wait("b") == 0
-    throttle.failed("b")
-    assert throttle.wait("c") == 60  # the overall limit
+    throttle = Throttle(free=2, longest=8, window=60, clock=lambda: now[0])
+    waits = []
+    for host in ("192.0.2.1", "192.0.2.77", "192.0.2.200", "192.0.2.9", "192.0.2.9",
+                 "192.0.2.9", "192.0.2.9"):
+        waits.append(throttle.begin(host))
+        assert throttle.begin("192.0.2.254") is None  # one attempt of a network at a time
+        throttle.end(host, succeeded=False)
+    assert waits == [0, 0, 1, 2, 4, 8, 8]  # one /24; growing, bounded
+    assert throttle.delay("198.51.100.1") == 0  # another network is not slowed down
+    assert throttle.delay("2001:db8:1:2::1") == 0
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::3"):
+        throttle.end(host, succeeded=throttle.begin(host) is None)
+    assert throttle.delay("2001:db8:1:2:abcd::1") == 2  # one /64
+    assert throttle.delay("2001:db8:1:3::1") == 0
     now[0] = 61
-    assert throttle.wait("a") == 0
-    throttle.failed("b")
-    throttle.succeeded("b")
-    assert throttle.wait("b") == 0
+    assert throttle.delay("192.0.2.9") == 0  # the window has passed
+    throttle.begin("192.0.2.9")
+    throttle.end("192.0.2.9", succeeded=True)
+    assert throttle.delay("192.0.2.1") == 0
+
+
+# -- the sign-in under attack, against the console served by uvicorn ----------------------
+
+
+@contextlib.asynccontextmanager
+async def running_console(tmp_path: Path, password_hash: str = HASH) -> AsyncIterator[str]:
+    """The console as ``responder run`` serves it (uvicorn on a real port); its URL."""
+    settings = settings_for(tmp_path, port=free_port(), host="127.0.0.1",
+                            password_hash=password_hash)
+    console = await start_console({"default": settings}, None)
+    try:
+        yield console.url.rstrip("/")
+    finally:
+        await console.stop()
+
+
+def from_address(url: str, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client whose connections come from ``address`` (any of 127.0.0.0/8 on Linux)."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(transport=transport, base_url=url, timeout=60,
+                             limits=httpx.Limits(max_connections=100))
+
+
+async def test_forty_guesses_sent_at_once_from_one_client_are_not_all_checked(
+    tmp_path: Path,
+) -> None:
+    async with running_console(tmp_path) as url, from_address(url) as c:
+        token = csrf_of((await c.get("/signin")).text)
+
+        async def guess(n: int) -> int:
+            reply = await c.post("/signin", data={"csrf": token, "name": "Mallory",
+                                                  "password": f"guess {n}", "next": "/"})
+            return reply.status_code
+
+        codes = await asyncio.gather(*(guess(n) for n in range(40)))
+
+    assert sorted(set(codes)) == [401, 429]
+    assert codes.count(401) <= 5, codes  # checked: the rest refused while one was checked
+    assert codes.count(429) >= 35
+
+
+async def test_failures_from_many_networks_never_lock_out_the_right_password(
+    tmp_path: Path,
+) -> None:
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024).hash(PASSWORD)  # a quick test
+    async with running_console(tmp_path, cheap) as url:
+        async def fail_from(address: str) -> int:
+            async with from_address(url, address) as c:
+                return await sign_in(c, "guess")
+
+        # 60 networks at once, a failure each (the old overall limit, 50, locked all out)
+        codes = await asyncio.gather(*(fail_from(f"127.0.{n + 1}.1") for n in range(60)))
+        assert codes == [401] * 60
+        for n in range(6):  # six addresses of one /24: they count together
+            async with from_address(url, f"127.0.100.{n + 1}") as c:
+                assert await sign_in(c, "guess") == 401
+        async with from_address(url, "127.0.100.99") as c:
+            started = time.monotonic()
+            assert await sign_in(c, "guess") == 401
+            slowed = time.monotonic() - started
+        async with from_address(url, "127.0.200.1") as c:
+            started = time.monotonic()
+            assert await sign_in(c) == 303
+            fresh = time.monotonic() - started
+            assert (await c.get("/")).status_code == 200
+    assert slowed >= 2.0  # the network's 7th failure waited 2 s
+    assert fresh < 1.0  # a new network is not slowed by anyone else's failures
 
 
 def test_sessions_end_after_their_minutes() -> None:
@@ -154,6 +238,75 @@ def test_sessions_end_after_their_minutes() -> None:
     assert sessions.get(token) is not None and sessions.get("forged") is None
     now[0] = 61
     assert sessions.get(token) is None
+
+
+NEW_PASSWORD = "the new console password"
+
+
+async def test_a_changed_password_on_reload_signs_everyone_out(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    console = Console({"default": settings}, settings.web)
+    app = with_security_headers(create_app(console))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8443") as client:
+        assert await sign_in(client) == 303
+        assert console.reload({"default": settings_for(tmp_path)}) == 0  # the same password
+        assert (await client.get("/")).status_code == 200
+
+        changed = settings_for(tmp_path, password_hash=hash_password(NEW_PASSWORD))
+        assert console.reload({"default": changed}) == 1
+
+        page = await client.get("/")
+        assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+        assert await sign_in(client) == 401
+        assert await sign_in(client, NEW_PASSWORD) == 303
+
+
+def test_a_password_changed_and_reloaded_with_sighup_signs_out_open_sessions(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Against ``responder run``: the admin changes [web] password_hash and sends SIGHUP,
+    as the README says; a session opened with the old password is over."""
+    port = free_port()
+    harness.overrides = {"web": {"port": port, "password_hash": HASH}}
+    config = harness.write_config(tmp_path / "config.toml")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "run", "-c", str(config)],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            until(lambda: b"review console on" in log.read_bytes(), "the console started")
+            assert signed_in(client, PASSWORD) == 303
+            assert client.get("/").status_code == 200
+
+            harness.overrides = {"web": {"port": port,
+                                         "password_hash": hash_password(NEW_PASSWORD)}}
+            harness.write_config(config)
+            proc.send_signal(signal.SIGHUP)
+            until(lambda: b"1 session signed out" in log.read_bytes(), "the reload")
+
+            page = client.get("/")
+            assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+            assert signed_in(client, PASSWORD) == 401
+            assert signed_in(client, NEW_PASSWORD) == 303
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert proc.returncode == 0, log.read_text()
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def signed_in(client: httpx.Client, password: str) -> int:
+    form = client.get("/signin")
+    return client.post("/signin", data={"csrf": csrf_of(form.text), "name": "Dana",
+                                        "password": password, "next": "/"}).status_code
 
 
 async def test_every_response_carries_the_csp_and_friends(client: httpx.AsyncClient) -> None:

@@ -91,17 +91,39 @@ def test_install_script_runs_the_install_steps() -> None:
         assert "systemd is not running here: skipped systemctl daemon-reload and enable" \
             in done.stdout
 
-    # As the service starts it: the service user reads the config; the example's unset
-    # secrets are a config error, exit 2, which the unit does not restart.
-    check = subprocess.run(
-        [RUNUSER, "-u", "responder", "--", str(prefix / "bin/responder"), "check",
-         "--config", str(CONFIG)], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin"})
+    # As an admin checks it: the service user reads the config; the example's unset
+    # secrets fail the parts that need them (one line each), nothing is contacted.
+    responder = [RUNUSER, "-u", "responder", "--", str(prefix / "bin/responder")]
+    check = subprocess.run([*responder, "check", "--config", str(CONFIG)],
+                           capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin"})
     if "HALO_CLIENT_SECRET" not in CONFIG.read_text():
-        pytest.fail("the installed config was edited: cannot show the config error")
-    assert check.returncode == 2, check.stderr
+        pytest.fail("the installed config was edited: cannot show the missing secrets")
+    assert check.returncode == 1, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    assert "halo     FAILED halo.client_secret: environment variable HALO_CLIENT_SECRET is " \
+        "not set" in lines
+    assert "mailbox  FAILED imap.password: environment variable IMAP_PASSWORD is not set" \
+        in lines
+    # As the service starts it: the same is a config error, exit 2, not restarted.
+    run = subprocess.run([*responder, "run", "--config", str(CONFIG)], capture_output=True,
+                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 2, run.stderr
     assert "halo.client_secret: environment variable HALO_CLIENT_SECRET is not set" \
-        in check.stderr
+        in run.stderr
+
+
+def test_install_script_help_prints_usage_and_changes_nothing() -> None:
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--help"],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("usage: sudo deploy/install.sh [SOURCE]\n")
+    assert "-h, --help" in done.stdout and "exit codes:" in done.stdout
+    assert "\n==> " not in done.stdout  # no install step ran
+    bad = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--force"],
+                         capture_output=True, text=True, timeout=30)
+    assert (bad.returncode, bad.stderr) == (2, "install.sh: unknown option: --force "
+                                               "(see --help)\n")
 
 
 # Where a distribution's import name differs from its name.

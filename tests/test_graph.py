@@ -7,8 +7,10 @@ Mocked: Exchange Online itself (tests/standin_graph.py), as nothing else can run
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,18 +18,21 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from responder.authenticity import DkimResult, verify_dkim
 from responder.config import ConfigError, parse_settings
 from responder.graph_api import GraphClient
-from responder.mailboxes.graph import GraphMailbox
+from responder.mailboxes.graph import GraphMailbox, headers_of, listed, property_key
+from responder.message import analyse
 from responder.service import check, responder
 from responder.standin import StandinHalo
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
 from tests.graph_harness import TENANT, GraphHarness
 from tests.harness import gmail_reply, outlook_reply, reply, text_of
-from tests.standin_graph import StandinGraph
+from tests.standin_graph import CANONICAL_SIZE_PROPERTY, SIZE_PROPERTY, StandinGraph
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,10 +53,19 @@ def graph() -> Iterator[StandinGraph]:
                     os.environ[key] = value
 
 
-@pytest.fixture
-def gh(graph: StandinGraph, halo: StandinHalo) -> Iterator[GraphHarness]:
+# How the stand-in spells the size property's id in its answers: Graph's canonical form,
+# and the form the responder asks with. Every test here runs under both.
+ID_FORMS = {"canonical-id": CANONICAL_SIZE_PROPERTY, "asked-id": SIZE_PROPERTY}
+
+
+@pytest.fixture(params=ID_FORMS.values(), ids=ID_FORMS.keys())
+def gh(graph: StandinGraph, halo: StandinHalo, request: pytest.FixtureRequest
+       ) -> Iterator[GraphHarness]:
     graph.latency = 0.0
     graph.drop_headers = False
+    graph.size_property_id = request.param
+    graph.folder_exists_status = 409
+    graph.sendmail_checks_body_first = False
     with tempfile.TemporaryDirectory(prefix="responder-graph-") as state:
         yield GraphHarness(graph, halo, Path(state))
 
@@ -229,6 +243,91 @@ async def test_a_large_message_is_read_as_headers_and_text_never_its_attachment(
     assert gh.folder("Approvals/Done") == [raw]  # filed whole: the server kept it
 
 
+def test_property_ids_are_compared_by_type_and_tag() -> None:
+    """Graph answers "Integer 0xe08" when asked for "Integer 0x0E08": the same property."""
+    for spelled in ("Integer 0x0E08", "Integer 0xe08", "integer 0x00000e08", "INTEGER 0XE08"):
+        assert property_key(spelled) == ("integer", 0x0E08), spelled
+        assert listed({"id": "m", "singleValueExtendedProperties": [
+            {"id": spelled, "value": "2048"}]}).size == 2048, spelled
+    for other in ("String 0x0E08", "Integer 0x0E09", "Integer 0E08", "Integer 0x", "Integer",
+                  "Integer 0x0E08 extra", "Integer 0xZZ", "Integer 0x" + "f" * 60, None, 3):
+        assert property_key(other) in (None, ("string", 0x0E08), ("integer", 0x0E09)), other
+        assert listed({"id": "m", "singleValueExtendedProperties": [
+            {"id": other, "value": "2048"}]}).size is None, other
+
+
+async def test_a_signed_reply_is_read_whole_and_our_own_dkim_check_runs(
+    gh: GraphHarness,
+) -> None:
+    """Whichever way Graph spells the size property's id, a message under the size limit
+    is read whole through $value, byte for byte, so our own DKIM check verifies it."""
+    private, record = new_dkim_key()
+    raw = shapes.signed(shapes.approval_reply(), "example.com", private)
+    gh.deliver(raw)
+    checked: list[bytes] = []
+
+    def verifier(message: bytes) -> list[DkimResult]:
+        checked.append(message)
+        return verify_dkim(message, dnsfunc=lambda name, timeout=5: record
+                           if name == b"sel._domainkey.example.com." else None)
+
+    result = await gh.once(dkim_verifier=verifier)
+
+    assert [r.outcome for r in result.reports] == ["approved"]
+    assert len(gh.requests("GET", "/$value")) == 1
+    assert not [r for r in gh.requests("GET", "/messages/")
+                if "internetMessageHeaders" in r.query.get("$select", "")]
+    assert checked == [raw]  # the bytes that arrived, not a reassembly
+    [row] = gh.ledger_rows()
+    assert row["auth_verdict"] == "own DKIM check passed for example.com, aligned with example.com"
+
+
+class _CreatedMeanwhile(httpx.AsyncBaseTransport):
+    """Another instance creates each folder between our look-up and our create."""
+
+    def __init__(self, graph: StandinGraph, mailbox: str) -> None:
+        self.graph, self.mailbox = graph, mailbox
+        self.inner = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(
+            cafile=str(graph.ca_file)))
+        self.made: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith(("/mailFolders", "/childFolders")):
+            name = json.loads(request.content)["displayName"]
+            self.made.append(name)
+            parents = {"Approvals": "", "Processing": "Approvals/", "one": "Approvals/Processing/"}
+            self.graph.add_folder(self.mailbox, parents.get(name, "") + name)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("status", [409, 400])
+async def test_a_folder_another_instance_just_created_is_used(
+    gh: GraphHarness, status: int
+) -> None:
+    """ErrorFolderExists is recognised by its code, whatever HTTP status carries it."""
+    gh.graph.folder_exists_status = status
+    gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    settings = gh.settings.graph
+    assert settings is not None
+    racing = _CreatedMeanwhile(gh.graph, gh.mailbox)
+    box = GraphMailbox(settings, GraphClient(settings, transport=racing))
+    await box.open()
+    try:
+        claimed = await box.claim_new("one", 600)
+    finally:
+        await box.close()
+    assert len(claimed) == 1
+    assert racing.made == ["Approvals", "Processing", "one"]
+    refused = [r.status for r in gh.requests("POST") if r.path.endswith(
+        ("/mailFolders", "/childFolders"))]
+    assert refused == [status] * 3
+    assert gh.graph.tree(gh.mailbox) == {"Approvals/Processing/one": 1}  # one of each folder
+
+
 def _large(raw: bytes) -> bytes:
     """``raw`` made larger than what is read whole, by text after the quoted original."""
     return raw + b"\r\n" + b"-- \r\n" + (b"x" * 70 + b"\r\n") * 16_000
@@ -292,6 +391,18 @@ async def test_headers_left_out_by_graph_leave_the_message_untrusted(
 
     assert gh.posts() == []
     assert [r.outcome for r in result.reports] != ["approved"]
+
+
+def test_a_display_name_graph_gives_is_quoted_and_never_read_as_an_address() -> None:
+    """Without internetMessageHeaders the From: is rebuilt from Graph's decoded name: a
+    name holding quotes and another address stays one quoted (and suspicious) name."""
+    name = 'x" <alice@example.com>, "\\'
+    head = headers_of({"from": {"emailAddress": {"name": name, "address": "dave@example.com"}}})
+
+    facts = analyse(head + b"\r\n")
+
+    assert facts.sender == "dave@example.com"
+    assert facts.suspicious == ("the display name contains another address (alice@example.com)",)
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -548,7 +659,10 @@ def test_replay_through_the_cli_decides_a_message_filed_too_early(
 async def test_check_signs_in_and_names_missing_permissions(gh: GraphHarness) -> None:
     lines = {line.component: line for line in await check(gh.settings)}
     assert lines["mailbox"].ok and f"graph {gh.mailbox}" in lines["mailbox"].detail
-    assert lines["sendmail"].ok and "Mail.Send granted" in lines["sendmail"].detail
+    assert lines["sendmail"].ok and "Mail.Send probably allowed" in lines["sendmail"].detail
+    assert "HTTP 400 ErrorMimeContentInvalidBase64String" in lines["sendmail"].detail
+    assert "Test-ServicePrincipalAuthorization" in lines["sendmail"].detail
+    assert "granted" not in lines["sendmail"].detail  # a 400 proves nothing about the order
 
     gh.client_id, gh.secret = gh.graph.add_app([gh.mailbox], ("Mail.Send",))
     lines = {line.component: line for line in await check(gh.settings)}
@@ -573,12 +687,27 @@ async def test_check_signs_in_and_names_missing_permissions(gh: GraphHarness) ->
     assert wrong not in lines["mailbox"].detail
 
 
+async def test_check_says_probably_when_graph_may_check_the_message_first(
+    gh: GraphHarness,
+) -> None:
+    """Were Graph to refuse an empty message before it checks Mail.Send, an app without it
+    would get the same 400: check says "probably allowed", never "granted"."""
+    gh.graph.sendmail_checks_body_first = True
+    gh.client_id, gh.secret = gh.graph.add_app([gh.mailbox], ("Mail.ReadWrite",))
+    lines = {line.component: line for line in await check(gh.settings)}
+    assert "Mail.Send probably allowed" in lines["sendmail"].detail
+    gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    result = await gh.once()  # the first real answer shows it: refused, kept in the outbox
+    assert (result.answers_sent, result.answers_failed) == (0, 1)
+    assert [r.status for r in gh.requests("POST", "/sendMail")][-1] == 403
+
+
 def test_check_and_once_as_a_user_runs_them(gh: GraphHarness, tmp_path: Path) -> None:
     config = gh.write_config(tmp_path / "config.toml")
     checked = cli("check", config)
     text = checked.stdout.decode() + checked.stderr.decode()
     assert checked.returncode == 0, text
-    assert f"graph {gh.mailbox}" in text and "Mail.Send granted" in text
+    assert f"graph {gh.mailbox}" in text and "Mail.Send probably allowed" in text
     gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
     ran = cli("once", config)
     assert ran.returncode == 0, ran.stdout.decode() + ran.stderr.decode()

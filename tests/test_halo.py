@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,10 +17,12 @@ import pytest
 
 from responder.config import HaloSettings
 from responder.halo import (
+    MAX_ANSWER_BYTES,
     HaloAuthError,
     HaloClient,
     HaloRejected,
     HaloUnavailable,
+    HaloUnusable,
     RequestBudget,
     _retry_after,
 )
@@ -306,11 +309,78 @@ async def test_get_ticket_404_is_none(fake: FakeTime) -> None:
         assert await halo.get_ticket(999) is None
 
 
-async def test_a_login_page_instead_of_json_is_rejected(fake: FakeTime) -> None:
+async def test_a_login_page_instead_of_json_is_unavailable_not_a_refusal(
+    fake: FakeTime,
+) -> None:
     mock = MockHalo(fake, httpx.Response(200, text="<html>Sign in</html>"))
     async with client(mock) as halo:
-        with pytest.raises(HaloRejected, match="base_url"):
+        with pytest.raises(HaloUnavailable, match=r"not a ticket .*base_url"):
             await halo.get_ticket(501)
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+def raw_reply(status: int, body: bytes, **headers: str) -> Reply:
+    """An answer as it comes off the wire (its body not yet read, nor decoded)."""
+    fields = {k.replace("_", "-"): v for k, v in headers.items()}
+    return lambda _: httpx.Response(status, headers=fields, stream=httpx.ByteStream(body))
+
+
+GZIP = {"Content_Encoding": "gzip", "Content_Type": "application/json"}
+
+
+@pytest.mark.parametrize(("reply", "why", "tries"), [
+    (raw_reply(302, b"", Location="https://halo.test/maintenance"), "HTTP 302", 3),
+    (raw_reply(200, gzipped(b"{}")[:10] + b"\xff" * 20, **GZIP), "cannot be decoded", 3),
+    (raw_reply(200, gzipped(b" " * (MAX_ANSWER_BYTES + 1)), **GZIP), "over 8 MB", 3),
+    (raw_reply(200, b"<html>Sign in</html>", Content_Type="text/html"), "not a ticket", 1),
+    (raw_reply(200, b"[" * 100_000 + b"]" * 100_000, Content_Type="application/json"),
+     "not a ticket", 1),
+])
+async def test_answers_that_are_not_halos_are_unavailable(
+    fake: FakeTime, reply: Callable[[httpx.Request], httpx.Response], why: str, tries: int
+) -> None:
+    mock = MockHalo(fake, *[reply] * 3)
+    async with client(mock, max_retries=2) as halo:
+        with pytest.raises(HaloUnavailable, match=why):
+            await halo.get_ticket(501)
+    assert halo.calls["GET ticket"] == tries  # a body that is not JSON: the next pass
+
+
+async def test_a_redirect_on_the_post_is_unavailable_and_may_have_landed(fake: FakeTime) -> None:
+    mock = MockHalo(fake, httpx.Response(307, headers={"Location": "https://elsewhere.test/"}))
+    async with client(mock) as halo:
+        with pytest.raises(HaloUnavailable) as caught:
+            await halo.submit([APPROVE])
+    assert caught.value.maybe_applied and caught.value.status == 307
+    assert halo.calls["POST ticketapproval"] == 1  # never sent twice
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"id": 502}, "answered with ticket 502 when asked for ticket 501"),
+    ({"id": None}, "has no id"),
+    ({"approvers": [{"emailaddress": "a@x.example", "actionnumber": 7}]},
+     "approvers entry 1 has no seq"),
+    ({"approvers": [{"seq": 1, "actionnumber": 7, "result": "approved"}]},
+     "seq 1: result is 'approved', not a number"),
+    ({"approvers": [{"seq": "1e400", "actionnumber": 7}]}, "seq is '1e400', not a number"),
+    ({"approvers": {"seq": 1}}, "approvers is a JSON dict, not a list"),
+])
+async def test_a_ticket_that_cannot_be_trusted_is_unusable_with_the_reason(
+    fake: FakeTime, change: dict[str, Any], why: str
+) -> None:
+    mock = MockHalo(fake, httpx.Response(200, json={**TICKET, **change}))
+    async with client(mock) as halo:
+        with pytest.raises(HaloUnusable, match=why):
+            await halo.get_ticket(501)
+
+
+async def test_post_records_that_cannot_be_trusted_mean_re_read(fake: FakeTime) -> None:
+    records = [{"ticket_id": 501, "seq": 1, "actionnumber": 7, "result": "yes"}]
+    async with client(MockHalo(fake, httpx.Response(200, json=records))) as halo:
+        assert await halo.submit([APPROVE]) is None
 
 
 async def test_submit_sends_one_array_and_reads_records_back(fake: FakeTime) -> None:

@@ -16,8 +16,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "responder"
 
 CORE = [
-    "message", "body", "reply", "quotes", "html_reply", "banners", "machine", "language",
-    "decision", "authresults", "authenticity", "plan", "tickets", "answers", "digest",
+    "message", "addresses", "body", "reply", "quotes", "html_reply", "banners", "machine",
+    "language", "decision", "authresults", "authenticity", "plan", "tickets", "answers", "digest",
+    "discovery",
 ]
 SHELL_ONLY = {
     "httpx", "imapclient", "aiosmtplib", "aiosmtpd", "sqlite3", "asyncio", "socket",

@@ -1,7 +1,9 @@
 """The ledger remembers every message, so nothing is acted on or answered twice."""
 
+import os
 import re
 import sqlite3
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,6 +128,27 @@ def test_backup_of_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger at"):
         backup(tmp_path / "state" / "l.sqlite3", tmp_path / "copy.sqlite3")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o000])
+def test_a_backup_is_readable_by_its_owner_only_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    """It holds people's addresses and words: 0600, also where an older copy was 0644."""
+    source = tmp_path / "l.sqlite3"
+    ledger = Ledger(source)
+    ledger.record("<a@x>", state=FILED, content_hash="h", note="approved for Dana")
+    ledger.close()
+    target = tmp_path / "copy.sqlite3"
+    target.write_bytes(b"an older copy")
+    target.chmod(0o644)
+    before = os.umask(umask)
+    try:
+        backup(source, target)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy")]  # no partial
 
 
 def test_a_digest_takes_its_held_answers_as_one_unit(tmp_path: Path) -> None:

@@ -99,6 +99,34 @@ def test_suspicious_sender_headers(from_header: str, why: str) -> None:
     assert any(why in s for s in facts.suspicious)
 
 
+@pytest.mark.parametrize(
+    ("from_header", "sender"),
+    [
+        ("=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <JM@x.de>", "jm@x.de"),
+        ('"M\u00fcller, J\u00fcrgen (IT)" <jm@x.de>', "jm@x.de"),  # RFC 6532 8-bit
+        ('"jm@x.de" <jm@x.de>', "jm@x.de"),
+        ("jm@x.de (=?utf-8?b?SsO8cmdlbg==?=)", "jm@x.de"),
+    ],
+)
+def test_genuine_display_names_leave_the_sender_trusted(from_header: str, sender: str) -> None:
+    facts = analyse(reply(from_header, "Re: [ID:1]", "Approve"))
+    assert (facts.sender, facts.suspicious) == (sender, ())
+
+
+def test_the_sender_is_read_before_the_display_name_is_decoded() -> None:
+    """The issue's attack: a name decoding to "<boss@contoso.com> (" names no sender."""
+    facts = analyse(reply("=?utf-8?q?=3Cboss=40contoso=2Ecom=3E_=28?= <attacker@contoso.com>",
+                          "Re: [ID:1]", "Approve"))
+    assert facts.sender == "attacker@contoso.com"
+    assert facts.suspicious == ("the display name contains another address (boss@contoso.com)",)
+
+
+def test_a_sender_header_naming_the_same_address_in_another_form_is_no_problem() -> None:
+    facts = analyse(reply("Alice <alice@example.com>", "Re: [ID:1]", "Approve",
+                          extra_headers="Sender: =?utf-8?q?Alice?= <ALICE@Example.com>\n"))
+    assert (facts.sender, facts.suspicious) == ("alice@example.com", ())
+
+
 def test_a_sender_header_that_differs_is_suspicious() -> None:
     facts = analyse(reply("alice@example.com", "Re: [ID:1]", "Approve",
                           extra_headers="Sender: mallory@evil.example\n"))

@@ -445,7 +445,7 @@ def test_each_mode_requires_its_keys() -> None:
     text = errors_of(
         {
             "auth": "oauth2",
-            "token_url": "t",
+            "token_url": "https://t.example",
             "client_id": "c",
             "client_secret": "s",
             "password": "p",

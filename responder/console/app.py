@@ -43,6 +43,7 @@ log = logging.getLogger("responder")
 HERE = Path(__file__).parent
 SESSION_COOKIE = "responder_session"
 SIGNIN_COOKIE = "responder_signin"  # the sign-in form's own CSRF token (before a session)
+HASH_CHECKS = 2  # password checks running at once, all clients together
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {
@@ -72,9 +73,19 @@ class Console:
     metrics: Metrics | None = None
     sessions: Sessions = field(init=False)
     throttle: Throttle = field(default_factory=Throttle)
+    checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HASH_CHECKS))
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.web.session_minutes)
+
+    def reload(self, instances: Mapping[str, Settings]) -> int:
+        """A reloaded config's instances and password. A changed password signs everyone
+        out: whoever knew only the old one (often the reason to change it) must not stay
+        signed in on a session it opened. Returns how many sessions ended."""
+        web = next(iter(instances.values())).web
+        changed = web.password_hash != self.web.password_hash
+        self.instances, self.web = instances, web
+        return self.sessions.end_all() if changed else 0
 
 
 def _environment() -> Environment:
@@ -161,20 +172,23 @@ async def signin(request: Request) -> Response:
     if not same(str(form.get("csrf", "")), request.cookies.get(SIGNIN_COOKIE, "-")):
         return await signin_form(request, "The form expired; please sign in again.", 403,
                                  target)
-    client = request.client.host if request.client else "?"
-    wait = console.throttle.wait(client)
-    if wait > 0:
-        return await signin_form(request, f"Too many failed sign-ins: try again in "
-                                 f"{max(wait / 60, 1):.0f} min.", 429, target)
     name = " ".join(str(form.get("name", "")).split())[:64]
     password = str(form.get("password", ""))[:1024]
-    stored = console.web.password_hash or ""
-    if not name or not await asyncio.to_thread(password_matches, stored, password):
-        console.throttle.failed(client)
+    client = request.client.host if request.client else "?"
+    wait = console.throttle.begin(client)  # counted as a failure from now until it succeeds
+    if wait is None:
+        return await signin_form(request, "A sign-in from your network is being checked: "
+                                 "wait a few seconds and try again.", 429, target)
+    ok = False
+    try:
+        await asyncio.sleep(wait)
+        ok = bool(name) and await _checked(console, password)
+    finally:
+        console.throttle.end(client, ok)
+    if not ok:
         log.warning("console: failed sign-in from %s", client)
         why = "Wrong password." if name else "Your name is needed for the audit trail."
         return await signin_form(request, why, 401, target)
-    console.throttle.succeeded(client)
     who = f"{name} ({client})"
     token = console.sessions.start(who)
     log.info("console: %s signed in", who)
@@ -182,6 +196,15 @@ async def signin(request: Request) -> Response:
     _set_cookie(response, request, SESSION_COOKIE, token, console.web.session_minutes * 60)
     response.delete_cookie(SIGNIN_COOKIE, path="/signin")
     return response
+
+
+async def _checked(console: Console, password: str) -> bool:
+    """Whether the password is right; at most ``HASH_CHECKS`` argon2 checks run at once
+    (each takes tens of MB and a core for a moment), whoever asks."""
+    hashed = console.web.password_hash  # `run` read it at start (require_secrets)
+    stored = hashed.get_secret_value() if hashed is not None else ""
+    async with console.checks:
+        return await asyncio.to_thread(password_matches, stored, password)
 
 
 @signed_in

@@ -9,9 +9,10 @@ after sign-in; each carries its own CSRF token, which every form posts back.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,38 +76,79 @@ class Sessions:
     def end(self, token: str | None) -> None:
         self._by_token.pop(token or "", None)
 
+    def end_all(self) -> int:
+        """Sign everyone out (the password changed); how many sessions there were."""
+        count = len(self._by_token)
+        self._by_token.clear()
+        return count
+
+
+def network(client: str) -> str:
+    """The network a sign-in is counted against: the /24 of IPv4, the /64 of IPv6.
+
+    One machine may have many addresses of its network (an IPv6 /64 is one home or one
+    server), so counting by address would let it spread its guesses out.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client  # not an address (a test client, a Unix socket): itself
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    bits = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
 
 @dataclass
 class Throttle:
-    """Failed sign-ins: at most ``per_client`` per client and ``overall`` in ``window`` s.
+    """Sign-in attempts by network: one at a time, slowed down as failures pile up.
 
-    A guessing attacker is held to a handful of tries per quarter hour; argon2's cost
-    bounds each try as well. Success clears the client's failures.
+    An attempt counts as a failure from the moment it starts (before its password is
+    checked), so guesses sent at once cannot slip past; while one attempt of a network
+    is waiting or being checked, the network's others are refused. After ``free``
+    failures in ``window`` seconds each attempt of that network first waits, 1 s, then
+    2, 4... up to ``longest``: guessing is slow, and the right password still gets in,
+    from any network, however many failures other networks have piled up (no one can
+    lock the admins out). Success clears the network's failures.
     """
 
-    per_client: int = 5
-    overall: int = 50
+    free: int = 5
+    longest: float = 30.0
     window: float = 900.0
+    networks_kept: int = 10_000  # memory is bounded: the least recently seen go first
     clock: Clock = time.monotonic
-    _failures: deque[tuple[float, str]] = field(default_factory=deque)
+    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _busy: set[str] = field(default_factory=set)
 
-    def _prune(self) -> None:
+    def delay(self, client: str) -> float:
+        """Seconds the next attempt from ``client``'s network waits before its check."""
+        over = len(self._recent(network(client))) - self.free
+        return 0.0 if over < 0 else min(2.0**over, self.longest)
+
+    def begin(self, client: str) -> float | None:
+        """Start an attempt: its delay, counted as a failure until ``end``; None when
+        another attempt of the network is under way (refuse this one)."""
+        net = network(client)
+        if net in self._busy:
+            return None
+        wait = self.delay(client)
+        self._busy.add(net)
+        self._recent(net).append(self.clock())
+        self._failures.move_to_end(net)
+        while len(self._failures) > self.networks_kept:
+            self._failures.popitem(last=False)
+        return wait
+
+    def end(self, client: str, succeeded: bool) -> None:
+        """The attempt is over: a success forgets the network's failures."""
+        net = network(client)
+        self._busy.discard(net)
+        if succeeded:
+            self._failures.pop(net, None)
+
+    def _recent(self, net: str) -> deque[float]:
+        failures = self._failures.setdefault(net, deque())
         horizon = self.clock() - self.window
-        while self._failures and self._failures[0][0] <= horizon:
-            self._failures.popleft()
-
-    def wait(self, client: str) -> float:
-        """Seconds until ``client`` may try again; 0 when it may now."""
-        self._prune()
-        mine = [at for at, who in self._failures if who == client]
-        if len(mine) >= self.per_client:
-            return mine[-self.per_client] + self.window - self.clock()
-        if len(self._failures) >= self.overall:
-            return self._failures[-self.overall][0] + self.window - self.clock()
-        return 0.0
-
-    def failed(self, client: str) -> None:
-        self._failures.append((self.clock(), client))
-
-    def succeeded(self, client: str) -> None:
-        self._failures = deque(f for f in self._failures if f[1] != client)
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        return failures

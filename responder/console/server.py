@@ -40,14 +40,19 @@ class RunningConsole:
         self.url = url
 
     def reload(self, instances: Mapping[str, Settings]) -> None:
-        """A reloaded config: new instances and password (host and port need a restart)."""
-        self.console.instances = instances
-        self.console.web = next(iter(instances.values())).web
+        """A reloaded config: new instances and password (host and port need a restart);
+        a new password signs everyone out."""
+        before = self.console.web.password_hash
+        ended = self.console.reload(instances)
+        if self.console.web.password_hash != before:
+            log.info("console password changed: %d session%s signed out", ended,
+                     "" if ended == 1 else "s")
 
     async def stop(self) -> None:
         self._server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
+        log.info("review console on %s stopped", self.url)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -66,5 +66,9 @@ class Mailbox(Protocol):
         Returns True when the server signalled new mail.
         """
 
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        """The header blocks of the newest ``limit`` messages in the watched folder, newest
+        first, read without a trace (no flag, no claim, nothing moved): for discovery."""
+
     async def describe(self) -> str:
         """A one-line description of the signed-in mailbox, for ``responder check``."""

@@ -53,6 +53,7 @@ log = logging.getLogger("responder.graph")
 
 WHOLE_BYTES = 1024 * 1024  # a message up to this size is read whole ($value)
 SIZE_PROPERTY = "Integer 0x0E08"  # PidTagMessageSize, as a Graph extended property id
+_SIZE_KEY = ("integer", 0x0E08)  # what SIZE_PROPERTY means, however Graph spells it back
 LEASE_CATEGORY = "Responder lease"  # toggled by a holder to renew a claim it keeps long
 PAGE_SIZE = 50
 FRESH_SECONDS = 1.0  # a pass this soon after wait_for_mail found mail does not ask again
@@ -89,23 +90,46 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
+def property_key(prop_id: Any) -> tuple[str, int] | None:
+    """A MAPI tag property id as (type, tag): "Integer 0x0E08" and "Integer 0xe08" are one.
+
+    Graph answers with its own canonical spelling of the id we asked for (lower-case hex
+    without leading zeros), so ids are compared by what they name, not as strings.
+    """
+    parts = str(prop_id)[:64].split()
+    if len(parts) != 2 or not parts[1].lower().startswith("0x"):
+        return None
+    digits = parts[1][2:]
+    if not 0 < len(digits) <= 8 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None
+    return parts[0].lower(), int(digits, 16)
+
+
 def listed(item: dict[str, Any]) -> Listed:
     size = None
     for prop in item.get("singleValueExtendedProperties") or ():
-        if str(prop.get("id", "")).lower() == SIZE_PROPERTY.lower():
+        if isinstance(prop, dict) and property_key(prop.get("id")) == _SIZE_KEY:
             try:
-                size = int(prop.get("value"))
+                size = int(str(prop.get("value"))[:20])
             except (TypeError, ValueError):
                 size = None
     return Listed(str(item["id"]), parse_time(item.get("receivedDateTime")), size,
                   str(item.get("lastModifiedDateTime") or ""))
 
 
+def folder_exists(exc: GraphError) -> bool:
+    """Graph's answer to creating a folder that exists: its documented code whatever the
+    HTTP status that carries it (409 and 400 are both reported), or any 409. The caller
+    looks the folder up again, so a wrong guess here costs one request, not a folder."""
+    return exc.code.lower() == "errorfolderexists" or exc.status == 409
+
+
 def _address(value: Any) -> str:
     address = (value or {}).get("emailAddress") or {} if isinstance(value, dict) else {}
     name, mail = str(address.get("name") or ""), str(address.get("address") or "")
-    if name and mail and name != mail:
-        return f'"{name}" <{mail}>'
+    if name and mail and name != mail:  # quoted, so the name can never read as structure
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{mail}>'
     return mail
 
 
@@ -177,6 +201,7 @@ class GraphMailbox:
         self._foreign: dict[str, tuple[str, float]] = {}  # others' id -> (modified, seen at)
         self._next_takeover = 0.0
         self._opened = False
+        self._sizeless = False  # warned that a listing gave no size (read as headers + body)
 
     # -- the Mailbox interface --
 
@@ -279,6 +304,16 @@ class GraphMailbox:
                 return False
             await asyncio.sleep(min(self._settings.poll_seconds, remaining))
 
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        """The newest messages' transport headers: a GET only (reading sets no isRead)."""
+        if limit <= 0:
+            return []
+        folder = await self._watched_folder()
+        fields = "internetMessageHeaders,from,subject,internetMessageId,sentDateTime"
+        page = await self._json("peek", "GET", f"/mailFolders/{_id(folder)}/messages?$select="
+                                f"{fields}&$orderby=receivedDateTime desc&$top={min(limit, 100)}")
+        return [headers_of(item) for item in (page.get("value") or ())[:limit]]
+
     async def describe(self) -> str:
         folder = await self._watched_folder()
         info = await self._json("describe", "GET",
@@ -349,7 +384,7 @@ class GraphMailbox:
                 log.info("graph created folder %s", path)
                 return str(made["id"])
             except GraphError as exc:
-                if exc.status != 409 or attempt:  # 409: just created by another instance
+                if not folder_exists(exc) or attempt:  # just created by another instance
                     raise MailboxError(f"graph: cannot create folder {path}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -511,6 +546,10 @@ class GraphMailbox:
             raw = response.content
             return Incoming(message.id, raw, max(message.size, len(raw)),
                             arrived=message.received)
+        if message.size is None and not self._sizeless:
+            self._sizeless = True
+            log.warning("graph: the listing gave no message size (PidTagMessageSize); "
+                        "messages are read as headers and body, without our own DKIM check")
         fields = "internetMessageHeaders,body,from,subject,internetMessageId,sentDateTime"
         data = await self._client.json("read", "GET", f"/messages/{ref}?$select={fields}")
         return Incoming(message.id, text_message(data), message.size or 0, partial=True,

@@ -46,6 +46,7 @@ log = logging.getLogger("responder.imap")  # the name logs have always carried
 T = TypeVar("T")
 
 _SLICE = 0.5  # longest a blocked IDLE/poll wait goes without checking whether it was stopped
+PEEK_BYTES = 65536  # discovery reads at most this much of each header block
 _WHOLE_BATCH_BYTES = 16 * 1024 * 1024  # one FETCH BODY.PEEK[] brings at most about this much
 _DROPPED = (IMAPClientAbortError, OSError)  # the connection is gone: reconnect and retry once
 _TRYCREATE_PAUSES = (0.05, 0.2, 0.5)  # waits before a MOVE refused [TRYCREATE] is retried
@@ -210,8 +211,10 @@ def _batches(uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
 class ImapMailbox:
     """``Mailbox`` over IMAP: one connection, IDLE or polling, attachments left on the server."""
 
-    def __init__(self, settings: ImapSettings, tokens: TokenSource | None = None) -> None:
+    def __init__(self, settings: ImapSettings, tokens: TokenSource | None = None,
+                 *, read_only: bool = False) -> None:
         self._settings = settings
+        self._read_only = read_only  # EXAMINE, not SELECT: for discovery, nothing changes
         self._tokens = tokens if tokens is not None else token_source(settings)
         self._loop: asyncio.AbstractEventLoop | None = None  # where the token source runs
         self._mechanism = ""  # the SASL mechanism of the last OAuth2 sign-in
@@ -267,6 +270,9 @@ class ImapMailbox:
         finally:
             if self._waiting is stop:
                 self._waiting = None
+
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        return await self._call(lambda: self._retrying(lambda c: self._peek(c, limit)))
 
     async def describe(self) -> str:
         count = await self._call(lambda: self._retrying(self._count))
@@ -448,7 +454,7 @@ class ImapMailbox:
             self._caps = frozenset(c.upper() for c in client.capabilities())
             self._learn_hierarchy(client)
             self._folder = server_folder(s.folder, self._delimiter, self._prefix)
-            selected = client.select_folder(self._folder)
+            selected = client.select_folder(self._folder, readonly=self._read_only)
         except (OSError, IMAPClientError) as exc:
             raise MailboxError(f"imap {where}: folder {s.folder}: {self._scrub(exc)}") from None
         uidvalidity = selected.get(b"UIDVALIDITY")
@@ -498,6 +504,14 @@ class ImapMailbox:
     def _count(self, client: Any) -> int:
         client.noop()
         return len(client.search("ALL"))
+
+    def _peek(self, client: Any, limit: int) -> list[bytes]:
+        """The newest messages' header blocks, newest first: BODY.PEEK sets no flag."""
+        client.noop()
+        uids = sorted(client.search("ALL"))[-max(limit, 0):] if limit > 0 else []
+        data = client.fetch(uids, [f"BODY.PEEK[HEADER]<0.{PEEK_BYTES}>"]) if uids else {}
+        return [bytes(data[uid].get(b"BODY[HEADER]<0>") or data[uid].get(b"BODY[HEADER]") or b"")
+                for uid in reversed(uids) if uid in data]
 
     def _fetch(self, client: Any, limit: int | None) -> list[Incoming]:
         client.noop()  # Dovecot shows another client's APPENDs to SEARCH only after a sync

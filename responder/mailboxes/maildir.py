@@ -188,6 +188,9 @@ class MaildirMailbox:
                 return False
             await asyncio.sleep(min(step, remaining))
 
+    async def peek_headers(self, limit: int) -> list[bytes]:
+        return await asyncio.to_thread(self._peek, limit)
+
     async def describe(self) -> str:
         count = len(await asyncio.to_thread(self._entries))
         noun = "message" if count == 1 else "messages"
@@ -199,6 +202,18 @@ class MaildirMailbox:
             return scan(self._root)
         except OSError as exc:
             raise MailboxError(f"maildir {self._root}: {exc.strerror or exc}") from None
+
+    def _peek(self, limit: int) -> list[bytes]:
+        """The newest messages' header blocks, newest first; no file is renamed."""
+        found = []
+        for entry in reversed(self._entries()[-max(limit, 0):] if limit > 0 else []):
+            try:
+                found.append(read_header(entry.path, limit=65536))
+            except FileNotFoundError:  # filed by a running instance meanwhile
+                continue
+            except OSError as exc:
+                raise MailboxError(f"maildir {entry.path}: {exc.strerror}") from None
+        return found
 
     def _fetch(self, limit: int | None) -> list[Incoming]:
         entries = self._entries()

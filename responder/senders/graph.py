@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 
-from responder.graph_api import GraphClient, GraphError
+from responder.graph_api import GraphClient, GraphError, error_code
 from responder.senders.smtp import SmtpError
 
 log = logging.getLogger("responder.graph")
@@ -58,19 +58,34 @@ class GraphSender:
         )
 
     async def check(self) -> str:
-        """Probe Mail.Send without sending: an empty MIME body is refused as invalid (400)
-        by an app that may send, as forbidden (403) by one that may not."""
+        """Probe Mail.Send without sending: an empty sendMail.
+
+        Graph documents no request that tells whether an app may send as a mailbox without
+        sending mail. A 403 is the permission check's own answer: Mail.Send is missing. A
+        400 says the empty message was refused as invalid; that Graph checks the permission
+        before it looks at the message is not documented, so a 400 reads "probably
+        allowed", and the line says how to be sure.
+        """
+        mailbox = self.client.settings.mailbox
         await self.client.open()
         try:
-            await self.client.request("check", "POST", "/sendMail", ok=(400, 202), content=b"",
-                                      headers={"Content-Type": "text/plain"})
+            response = await self.client.request(
+                "check", "POST", "/sendMail", ok=(400, 202), content=b"",
+                headers={"Content-Type": "text/plain"})
         except GraphError as exc:
             if exc.status == 403:
                 raise GraphSendError(
-                    f"graph sendMail as {self.client.settings.mailbox}: missing permission "
+                    f"graph sendMail as {mailbox}: missing permission "
                     "Mail.Send (README, Microsoft 365: New-ManagementRoleAssignment "
                     '-Role "Application Mail.Send")') from None
             raise GraphSendError(f"graph sendMail: {exc}") from None
         finally:
             await self.client.close()
-        return f"graph sendMail as {self.client.settings.mailbox} (Mail.Send granted)"
+        if response.status_code == 202:
+            return f"graph sendMail as {mailbox} (Mail.Send granted: the probe was accepted)"
+        code = error_code(response)[0] or "no error code"
+        return (f"graph sendMail as {mailbox} (Mail.Send probably allowed: an empty test "
+                f"message was refused as invalid, HTTP 400 {code}, not as forbidden; Graph "
+                "does not document that it checks the permission first. To be sure: "
+                f"Test-ServicePrincipalAuthorization -Identity <app> -Resource {mailbox} "
+                "in Exchange Online PowerShell, or one real answer)")
