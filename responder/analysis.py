@@ -13,13 +13,17 @@ read again (it leaves the inbox).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -158,10 +162,10 @@ class Analyser:
 
     def _spawn(self) -> _Worker:
         ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(theirs,), daemon=True,
-                                         name="responder-reader")
+        process = self._context.Process(target=_serve, args=(theirs, os.getpid()),
+                                         daemon=True, name="responder-reader")
         try:
-            process.start()
+            _spawner().submit(process.start).result()
         except OSError as exc:
             ours.close()
             raise AnalysisUnavailable(f"cannot start a process to read messages: {exc}") from exc
@@ -187,9 +191,10 @@ class Analyser:
 _READY = "ready"
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, parent: int) -> None:
     """The worker: read each message sent, answer its facts (or why not), until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the service, which stops us
+    _die_with(parent)
     conn.send(_READY)
     while True:
         try:
@@ -207,6 +212,32 @@ def _serve(conn: Connection) -> None:
             return
         except Exception as exc:  # facts that do not pickle: say so instead
             conn.send(f"{type(exc).__name__}: {exc}")
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the service dies, even deep in a regular expression (Linux).
+
+    Otherwise the service's end (SIGKILL, a crash) would leave a worker stuck on a
+    hostile message burning a CPU: the pipe's EOF is only seen between messages.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1  # Linux: the signal comes when the *thread* that started us ends,
+_spawning: ThreadPoolExecutor | None = None  # so one thread, alive as long as the service
+_spawning_lock = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """The thread every worker is started from (not a passing executor thread)."""
+    global _spawning
+    with _spawning_lock:
+        if _spawning is None:
+            _spawning = ThreadPoolExecutor(1, thread_name_prefix="responder-spawner")
+        return _spawning
 
 
 _shared: Analyser | None = None

@@ -7,9 +7,12 @@ filed as too complex to read (no sender: never answered).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from responder.message import analyse
 from tests import slow_work
 from tests.harness import gmail_reply
 
+REPO = Path(__file__).resolve().parent.parent
 QUICK = ParsingSettings(analysis_timeout_seconds=2)
 CRAWLING = gmail_reply("alice@example.com", 1234, "Approve").replace(
     b"\r\n\r\n", b"\r\n" + slow_work.MARK + b"\r\n\r\n", 1)
@@ -103,3 +107,43 @@ def test_other_messages_are_read_while_one_is_stuck(analyser: Analyser) -> None:
     thread.join()
     assert facts.sender == "carol@example.com"
     assert done["carol"] < done["stuck"]  # read while the other one was stuck
+
+
+ORPHAN = """
+import multiprocessing, os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from responder.analysis import Analyser
+from responder.config import ParsingSettings
+from tests import slow_work
+from tests.harness import gmail_reply
+raw = gmail_reply("alice@example.com", 1, "Approve").replace(
+    b"\\r\\n\\r\\n", b"\\r\\n" + slow_work.MARK + b"\\r\\n\\r\\n", 1)
+reader = Analyser(work=slow_work.crawl)
+threading.Thread(target=reader.analyse, daemon=True,
+                 args=(raw, ParsingSettings(analysis_timeout_seconds=600))).start()
+while not multiprocessing.active_children():
+    time.sleep(0.05)
+time.sleep(3)  # its imports done, the crawl under way
+print(multiprocessing.active_children()[0].pid, flush=True)
+os._exit(9)  # the service dies without any cleanup (SIGKILL, a crash)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_reader_stuck_on_a_message_dies_with_the_service() -> None:
+    done = subprocess.run([sys.executable, "-c", ORPHAN, str(REPO)], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 9, done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "the reader outlived the service, burning a CPU"
