@@ -1,13 +1,21 @@
-"""Chaos run: hundreds of replies through ``responder run`` while everything breaks.
+"""Chaos stress loop: rounds of replies through ``responder run`` killed with ``kill -9``.
 
-A real Dovecot, the SMTP sink and the stand-in Halo (tests/servers.py, responder/standin.py);
-``responder run`` as a subprocess. While the replies arrive it injects Halo errors and
-slow answers, SMTP refusals, Dovecot restarts and ``kill -9`` of the responder (often
-while a decision POST is in flight), restarting it each time. Each approver answers
-``--per-approver`` tickets, more than the hourly answer limit, so answers and digests
-mix. At the end it prints what was lost or doubled; the goal is 0 and 0.
+A real Dovecot, the SMTP sink and the stand-in Halo (tests/servers.py, responder/standin.py),
+started once; ``responder run`` as a subprocess. Each round gives one approver
+``--replies`` tickets (more than the hourly answer limit of 10, so most answers go out
+in digests spaced ``--digest-seconds``), answers a quarter of Halo's requests with 500s
+(``--halo-error-rate``), delivers the replies and kills the responder ``--kills`` times
+at random points during its passes -- some with a decision POST held in flight, some
+with an answer kept by the SMTP server but its "250" not yet read -- restarting it
+each time. After the last restart it waits at most ``--wait-seconds`` and prints, per
+round: replies decided in Halo, still in the inbox, unanswered, answered twice. A
+crash may double at most the one answer on the wire, so a round passes with everything
+decided, filed and answered and at most one doubled answer per kill.
 
-    python scripts/chaos.py [--replies 300] [--per-approver 20] [--seed 1] [--kills 5]
+``--scale`` multiplies every duration (digest spacing, retry, feed time, wait), so a
+round at ``--scale 0.2`` takes well under a minute:
+
+    python scripts/chaos.py [--rounds 20] [--scale 0.2] [--seed 1]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,162 +73,216 @@ class Service:
     def stop(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear script
+@dataclass
+class Servers:
+    dovecot: Dovecot
+    sink: SmtpSink
+    halo: StandinHalo
+
+
+@dataclass
+class RoundResult:
+    number: int
+    replies: int
+    decided: int
+    inbox: int
+    unanswered: int
+    doubled: int
+    kills: int
+    answers: int
+    digests: int
+    duplicate_posts: int
+    halo_requests: int
+    seconds: float
+    log: Path
+
+    @property
+    def ok(self) -> bool:
+        return (self.decided == self.replies and not self.inbox and not self.unanswered
+                and self.doubled <= self.kills and not self.duplicate_posts)
+
+    def line(self) -> str:
+        return (f"{self.number:>5} {self.decided:>4}/{self.replies:<4} {self.inbox:>5} "
+                f"{self.unanswered:>10} {self.doubled:>7} {self.kills:>5} {self.answers:>7} "
+                f"{self.digests:>7} {self.halo_requests:>6} {self.seconds:>6.1f}  "
+                f"{'ok' if self.ok else 'FAIL'}")
+
+
+HEADER = "round  decided  inbox  unanswered  doubled  kills  answers digests   halo   secs"
+
+
+def answered(servers: Servers, recipient: str) -> tuple[Counter[str], int, int]:
+    """How often each reply was answered (alone or in a digest); answers, digests."""
+    mails = [email.message_from_bytes(m.content) for m in servers.sink.received()
+             if recipient in m.rcpt_tos]
+    digests = [m for m in mails if m[RESPONDER_HEADER] == DIGEST]
+    alone = [m for m in mails if m[RESPONDER_HEADER] != DIGEST]
+    count = Counter(str(m["In-Reply-To"]) for m in alone)
+    for digest in digests:
+        count.update(str(digest["References"]).split())
+    return count, len(alone), len(digests)
+
+
+def kill_during_a_pass(servers: Servers, service: Service, rng: random.Random,
+                       scale: float) -> str:
+    """``kill -9`` now, or with a decision POST or an answer's "250" held in flight."""
+    how = rng.choice(["plain", "post in flight", "answer in flight"])
+    if how == "post in flight":
+        servers.halo.faults.delay_after_apply = 3.0
+    elif how == "answer in flight":  # a slow server: killed after a few went, or the first
+        servers.sink.delay = rng.uniform(0.05, 0.5)
+    if how != "plain":
+        time.sleep(rng.uniform(0.2, 2.0))
+    service.kill()
+    servers.halo.faults.delay_after_apply = 0.0
+    servers.sink.delay = 0.0
+    time.sleep(rng.uniform(0.0, 0.5 * scale))
+    service.start()
+    return how
+
+
+def run_round(servers: Servers, number: int, args: argparse.Namespace,
+              rng: random.Random, tmp: Path) -> RoundResult:
+    started = time.monotonic()
+    scale = args.scale
+    recipient = f"approver{number}@example.com"
+    first = FIRST_TICKET + number * 1000
+    tickets = list(range(first, first + args.replies))
+    halo, dovecot = servers.halo, servers.dovecot
+    for ticket_id in tickets:
+        halo.add_ticket(ticket_id, f"Chaos {ticket_id}",
+                        [{"emailaddress": recipient, "seq": 1, "actionnumber": 1}])
+    state = tmp / f"round{number}"
+    state.mkdir()
+    harness = Harness(dovecot, halo, servers.sink, state)
+    harness.overrides = {
+        "halo": {"timeout": 2.0, "max_retries": 1},
+        "service": {"retry_seconds": args.retry_seconds * scale,
+                    "claim_timeout_seconds": args.claim_timeout_seconds},
+        "imap": {"timeout": 5.0},
+        "security": {"digest_minutes": args.digest_seconds * scale / 60},
+    }
+    config = harness.write_config(state / "config.toml")
+    service = Service(config, state / "responder.log")
+    halo.faults.error_rate = args.halo_error_rate
+    duplicates_before = halo.duplicate_decisions
+    requests_before = len(halo.requests)
+    service.start()
+
+    feed_seconds = args.feed_seconds * scale
+    fed = threading.Event()
+
+    def feed() -> None:
+        for ticket_id in tickets:
+            word = rng.choice(["Approve", "Reject - not now", "approved, thanks"])
+            raw = gmail_reply(recipient, ticket_id, word, msgid=f"<chaos{ticket_id}@example.com>")
+            harness.deliver(raw)
+            time.sleep(feed_seconds / len(tickets))
+        fed.set()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    # Kills while replies arrive and while the digests go out after them.
+    span = feed_seconds + 2 * args.digest_seconds * scale
+    for at in sorted(rng.uniform(0.5, span) for _ in range(args.kills)):
+        time.sleep(max(at - (time.monotonic() - started), 0))
+        kill_during_a_pass(servers, service, rng, scale)
+    fed.wait()
+    restarted = time.monotonic()
+
+    def decided() -> int:
+        return sum(halo.approver(t, 1)["result"] is not None for t in tickets)
+
+    expected = {f"<chaos{t}@example.com>" for t in tickets}
+    while time.monotonic() - restarted < args.wait_seconds * scale:
+        if (decided() == len(tickets) and not harness.folder("INBOX")
+                and expected <= set(answered(servers, recipient)[0])):
+            break
+        time.sleep(0.5)
+    time.sleep(min(2.0, scale * 5))  # an answer sent twice would arrive now
+    service.stop()
+    halo.faults.clear()
+    coverage, answers, digests = answered(servers, recipient)
+    return RoundResult(
+        number=number,
+        replies=len(tickets),
+        decided=decided(),
+        inbox=len(harness.folder("INBOX")),
+        unanswered=len(expected - set(coverage)),
+        doubled=sum(n - 1 for n in coverage.values() if n > 1),
+        kills=service.kills,
+        answers=answers,
+        digests=digests,
+        duplicate_posts=halo.duplicate_decisions - duplicates_before,
+        halo_requests=len(halo.requests) - requests_before,
+        seconds=time.monotonic() - started,
+        log=service.log,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--replies", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--replies", type=int, default=40, help="replies per round, one approver")
+    parser.add_argument("--kills", type=int, default=4, help="kill -9 and restart, per round")
+    parser.add_argument("--halo-error-rate", type=float, default=0.25,
+                        help="share of Halo requests answered 500")
+    parser.add_argument("--digest-seconds", type=float, default=15.0,
+                        help="[security] digest_minutes, in seconds (before --scale)")
+    parser.add_argument("--retry-seconds", type=float, default=5.0,
+                        help="[service] retry_seconds (before --scale)")
+    parser.add_argument("--claim-timeout-seconds", type=float, default=600.0,
+                        help="[service] claim_timeout_seconds (not scaled)")
+    parser.add_argument("--feed-seconds", type=float, default=30.0,
+                        help="how long the replies take to arrive (before --scale)")
+    parser.add_argument("--wait-seconds", type=float, default=150.0,
+                        help="the fixed wait after the last restart (before --scale)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiplies every duration above: 0.2 for rounds of ~15 s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--halo-behaviour", choices=sorted(BEHAVIOURS), default="default",
                         help="how the stand-in Halo acts where real Halo is unconfirmed")
-    parser.add_argument("--kills", type=int, default=5, help="kill -9 / restart cycles")
-    parser.add_argument("--per-approver", type=int, default=20,
-                        help="tickets per approver (the hourly answer limit is 10)")
-    parser.add_argument("--digest-minutes", type=float, default=0.1,
-                        help="[security] digest_minutes (short, so digests flow in the run)")
-    parser.add_argument("--feed-seconds", type=float, default=60.0)
-    parser.add_argument("--settle-seconds", type=float, default=120.0)
+    parser.add_argument("--keep-logs", type=Path, default=None,
+                        help="copy each failed round's responder log into this folder")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    started = time.monotonic()
-
+    results: list[RoundResult] = []
     with (
         Dovecot() as dovecot,
         SmtpSink() as sink,
         StandinHalo(seed=args.seed, behaviour=args.halo_behaviour) as halo,
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
     ):
-        tickets = list(range(FIRST_TICKET, FIRST_TICKET + args.replies))
-        per = max(args.per_approver, 1)
-
-        def approver(ticket_id: int) -> str:
-            return f"approver{(ticket_id - FIRST_TICKET) // per}@example.com"
-
-        for ticket_id in tickets:
-            halo.add_ticket(
-                ticket_id,
-                f"Chaos {ticket_id}",
-                [{"emailaddress": approver(ticket_id), "seq": 1, "actionnumber": 1}],
-            )
-        harness = Harness(dovecot, halo, sink, Path(tmp))
-        harness.overrides = {
-            "halo": {"timeout": 2.0, "max_retries": 1},
-            "service": {"retry_seconds": 1.0},
-            "imap": {"timeout": 5.0},
-            "security": {"digest_minutes": args.digest_minutes},
-        }
-        config = harness.write_config(Path(tmp) / "config.toml")
-        service = Service(config, Path(tmp) / "responder.log")
-        service.start()
-
-        sent: list[int] = []
-
-        def answered() -> tuple[Counter[str], int, int]:
-            """How often each reply is answered (alone or in a digest); answers, digests."""
-            mails = [email.message_from_bytes(m.content) for m in sink.received()]
-            digests = [m for m in mails if m[RESPONDER_HEADER] == DIGEST]
-            alone = [m for m in mails if m[RESPONDER_HEADER] != DIGEST]
-            count = Counter(str(m["In-Reply-To"]) for m in alone)
-            for digest in digests:
-                count.update(str(digest["References"]).split())
-            return count, len(alone), len(digests)
-        feeding = threading.Event()
-
-        def feed() -> None:
-            pause = args.feed_seconds / max(args.replies, 1)
-            for ticket_id in tickets:
-                word = rng.choice(["Approve", "Reject - not now", "approved, thanks"])
-                raw = gmail_reply(approver(ticket_id), ticket_id, word,
-                                  msgid=f"<chaos{ticket_id}@example.com>")
-                for _ in range(20):  # Dovecot may be restarting
-                    try:
-                        harness.deliver(raw)
-                        break
-                    except Exception:
-                        time.sleep(0.5)
-                sent.append(ticket_id)
-                time.sleep(pause)
-            feeding.set()
-
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-        faults = Counter[str]()
-        kill_at = sorted(rng.uniform(5, args.feed_seconds) for _ in range(args.kills))
-        while not feeding.is_set():
-            time.sleep(rng.uniform(1.0, 3.0))
-            if kill_at and time.monotonic() - started >= kill_at[0]:
-                kill_at.pop(0)
-                halo.faults.delay_after_apply = 3.0  # catch it with a POST in flight
-                time.sleep(rng.uniform(0.5, 2.0))
-                service.kill()
-                halo.faults.delay_after_apply = 0.0
-                faults["kill -9 + restart"] += 1
-                service.start()
-                continue
-            what = rng.choice(["halo-errors", "halo-slow", "smtp", "imap-restart", "calm"])
-            faults[what] += 1
-            if what == "halo-errors":
-                halo.faults.error_rate = 0.3
-            elif what == "halo-slow":
-                halo.faults.latency = 2.5  # past the client's timeout: maybe-applied POSTs
-            elif what == "smtp":
-                sink.refuse_next(rng.randint(3, 20))
-            elif what == "imap-restart":
-                dovecot.restart()
-            else:
-                halo.faults.clear()
-            if what != "calm" and rng.random() < 0.5:
-                time.sleep(rng.uniform(1.0, 3.0))
-                halo.faults.clear()
-        halo.faults.clear()
-        sink._refusals.clear()
-
-        def decided() -> int:
-            return sum(halo.approver(t, 1)["result"] is not None for t in tickets)
-
-        deadline = time.monotonic() + args.settle_seconds
-        while time.monotonic() < deadline:
-            if (
-                decided() == len(sent)
-                and sum(answered()[0].values()) >= len(sent)
-                and not harness.folder("INBOX")
-            ):
-                break
-            time.sleep(1.0)
-        time.sleep(2.0)  # let a last pass finish
-        code = service.stop()
-
-        coverage, answers, digests = answered()
-        expected = {f"<chaos{t}@example.com>" for t in sent}
-        figures = {
-            "replies sent": len(sent),
-            "approvers": len({approver(t) for t in sent}),
-            "decisions expected": len(sent),
-            "decisions recorded": decided(),
-            "decisions lost": len(sent) - decided(),
-            "duplicate POSTs": halo.duplicate_decisions,
-            "answers sent": answers,
-            "digests sent": digests,
-            "replies in a digest": sum(coverage.values()) - answers,
-            "replies unanswered": len(expected - set(coverage)),
-            "replies answered twice": sum(n - 1 for n in coverage.values() if n > 1),
-            "messages left unfiled": len(harness.folder("INBOX")),
-            "kill -9 cycles": service.kills,
-            "faults injected": dict(faults),
-            "exit code of the last run": code,
-            "seconds": round(time.monotonic() - started),
-        }
-    for name, value in figures.items():
-        print(f"{name:28} {value}")
-    bad = (
-        figures["decisions lost"],
-        figures["duplicate POSTs"],
-        figures["replies unanswered"],
-        figures["replies answered twice"],
-        figures["messages left unfiled"],
+        servers = Servers(dovecot, sink, halo)
+        print(HEADER, flush=True)
+        for number in range(1, args.rounds + 1):
+            result = run_round(servers, number, args, rng, Path(tmp))
+            results.append(result)
+            print(result.line(), flush=True)
+            if not result.ok and args.keep_logs is not None:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                kept = args.keep_logs / f"round{number}.log"
+                kept.write_bytes(result.log.read_bytes())
+    failed = [r.number for r in results if not r.ok]
+    print(
+        f"summary: {len(results)} rounds, {len(results) - len(failed)} ok; "
+        f"decided {sum(r.decided for r in results)}/{sum(r.replies for r in results)}, "
+        f"left in the inbox {sum(r.inbox for r in results)}, "
+        f"unanswered {sum(r.unanswered for r in results)}, "
+        f"doubled {sum(r.doubled for r in results)} in {sum(r.kills for r in results)} kills "
+        f"(worst round {max((r.doubled for r in results), default=0)}), "
+        f"duplicate POSTs {sum(r.duplicate_posts for r in results)}"
+        + (f"; failed rounds: {', '.join(map(str, failed))}" if failed else ""),
+        flush=True,
     )
-    return 0 if not any(bad) else 1
+    return 0 if not failed else 1
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from responder.config import ImapSettings, MaildirSettings
+from responder.ledger import Ledger
 from responder.mailboxes.imap import CLAIM_PREFIX, ImapMailbox
 from responder.mailboxes.maildir import MaildirMailbox, deliver
 from responder.service import responder
@@ -162,6 +164,73 @@ async def test_an_smtp_outage_delays_answers_without_blocking_decisions(harness:
         "bob@example.com",
     ]
     assert len(harness.posts()) == 1
+
+
+def answer_states(harness: Harness) -> list[str]:
+    ledger = Ledger(harness.settings.state.path)
+    try:
+        return [r[0] for r in ledger.db.execute("SELECT state FROM outbox ORDER BY id")]
+    finally:
+        ledger.close()
+
+
+def test_kill_9_while_the_third_answer_of_a_session_is_on_the_wire_doubles_only_it(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Three answers over one SMTP session; killed with the third kept by the server but
+    its "250" not read: the first two were recorded sent one by one, the third is marked
+    "sending", and only the third goes again (it may have gone: at least once)."""
+    for ticket_id in (2001, 2002, 2003):
+        harness.halo.add_ticket(ticket_id, "Change", [
+            {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 1}])
+        harness.deliver(gmail_reply("alice@example.com", ticket_id, "Approve",
+                                    msgid=f"<wire{ticket_id}@example.com>"))
+    harness.sink.delay, harness.sink.delay_from = 30.0, 3  # the third's "250" held back
+    config = harness.write_config(tmp_path / "config.toml")
+    with cli_process("once", config):
+        wait_for(lambda: len(harness.sink.received()) == 3, 30, "three answers kept")
+        time.sleep(0.3)  # whatever the responder would do before the "250": it did
+    assert answer_states(harness) == ["sent", "sent", "sending"]
+    harness.sink.delay = 0.0
+
+    again = run_cli("once", config)
+
+    assert again.returncode == 0, again.stdout.decode()
+    replied = Counter(str(a["In-Reply-To"]) for a in harness.answers())
+    assert replied == {"<wire2001@example.com>": 1, "<wire2002@example.com>": 1,
+                       "<wire2003@example.com>": 2}
+    assert answer_states(harness) == ["sent", "sent", "sent"]
+    assert b"was being sent when the responder stopped" in again.stderr + again.stdout
+    assert run_cli("once", config).returncode == 0 and len(harness.answers()) == 4
+
+
+async def test_an_answer_another_live_process_is_sending_is_left_to_it(
+    harness: Harness,
+) -> None:
+    """Two processes on one ledger (``run`` and an admin's ``once``): an answer marked
+    "sending" by a process still alive is not sent by the other; once that process is
+    gone (killed), it is."""
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    harness.sink.refuse_next(1)
+    await harness.once()  # decided; the answer refused once: queued
+    assert answer_states(harness) == ["pending"]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ledger = Ledger(harness.settings.state.path)
+        try:
+            [item] = ledger.pending_answers()
+            assert ledger.answer_sending(item, sleeper.pid)
+        finally:
+            ledger.close()
+
+        await harness.once()
+
+        assert harness.answers() == [] and answer_states(harness) == ["sending"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    await harness.once()
+    assert len(harness.answers()) == 1 and answer_states(harness) == ["sent"]
 
 
 # -- Halo faults: pending, never failed, nobody told; decided later -----------------------
