@@ -247,6 +247,7 @@ class OutboxItem:
     attempts: int
     digest: bool = False
     sending_pid: int | None = None  # set: it was being sent by this process (maybe a crash)
+    sending_at: str | None = None  # since when (ISO time)
 
 
 @dataclass(frozen=True)
@@ -603,21 +604,21 @@ class Ledger:
         caller sends one again only when that process is gone (a crash mid-send).
         """
         rows = self.db.execute(
-            "SELECT id, message_key, recipient, raw, attempts, sending_pid FROM outbox "
-            "WHERE state IN ('pending', 'sending') AND attempts < ? ORDER BY id",
+            "SELECT id, message_key, recipient, raw, attempts, sending_pid, sending_at "
+            "FROM outbox WHERE state IN ('pending', 'sending') AND attempts < ? ORDER BY id",
             (max_attempts,),
         )
-        answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4], sending_pid=r[5])
-                   for r in rows]
+        answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4], sending_pid=r[5],
+                              sending_at=r[6]) for r in rows]
         digests = self.db.execute(
             "SELECT d.id, GROUP_CONCAT(o.message_key, ','), d.recipient, d.raw, d.attempts, "
-            "d.sending_pid FROM digests d LEFT JOIN outbox o ON o.digest_id = d.id "
-            "WHERE d.state IN ('pending', 'sending') AND d.attempts < ? GROUP BY d.id "
-            "ORDER BY d.id",
+            "d.sending_pid, d.sending_at FROM digests d LEFT JOIN outbox o "
+            "ON o.digest_id = d.id WHERE d.state IN ('pending', 'sending') AND d.attempts < ? "
+            "GROUP BY d.id ORDER BY d.id",
             (max_attempts,),
         )
         return answers + [OutboxItem(r[0], r[1] or "", r[2], bytes(r[3]), r[4], digest=True,
-                                     sending_pid=r[5]) for r in digests]
+                                     sending_pid=r[5], sending_at=r[6]) for r in digests]
 
     def answer_sending(self, item: OutboxItem, pid: int) -> bool:
         """Mark one answer "sending" by ``pid``, just before it goes out; False when it is
@@ -678,6 +679,15 @@ class Ledger:
         row = self.db.execute("SELECT value FROM mailbox_state WHERE name = ?",
                               (name,)).fetchone()
         return str(row[0]) if row else None
+
+    def keep_state(self, name: str, value: str) -> str:
+        """The value stored under ``name``, storing ``value`` there first if there is none
+        (one winner when two processes on this ledger store at once)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO mailbox_state (name, value, updated_at) VALUES (?, ?, ?)",
+            (name, value, _now()),
+        )
+        return self.mailbox_state(name) or value
 
     def set_mailbox_state(self, name: str, value: str | None) -> None:
         """Remember (or, with None, forget) one value of the mailbox adapter's."""

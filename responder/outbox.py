@@ -37,6 +37,7 @@ log = logging.getLogger("responder")
 Blocking = Callable[..., Awaitable[Any]]  # runs blocking work off the event loop
 
 MAX_ANSWER_ATTEMPTS = 50  # real delivery attempts (refusals), not passes while SMTP is down
+SENDING_ABANDONED = timedelta(minutes=10)  # one answer's send takes a timeout at most
 
 
 @dataclass
@@ -131,7 +132,7 @@ class Outbox:
         """Mark it "sending"; False to leave it (another live process is sending it)."""
         pid = os.getpid()
         if item.sending_pid is not None and item.sending_pid != pid:
-            if _alive(item.sending_pid):
+            if _alive(item.sending_pid) and not _abandoned(item.sending_at):
                 return False
             what = "digest" if item.digest else "answer"
             log.warning("the %s to %s was being sent when the responder stopped (crash or "
@@ -199,6 +200,16 @@ class Outbox:
                 "authenticated as a person (%s)", _n(sum(over.dropped.values()), "message"),
                 limit, _people(over.dropped))
         self._over_limit = OverLimit()
+
+
+def _abandoned(since: str | None) -> bool:
+    """Marked "sending" longer than any one send takes: its process is not sending it,
+    whatever holds that pid now (a pid is reused, in a container soon)."""
+    try:
+        at = datetime.fromisoformat(since or "")
+    except ValueError:
+        return True
+    return datetime.now(UTC) - at > SENDING_ABANDONED
 
 
 def _alive(pid: int) -> bool:

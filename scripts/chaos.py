@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,16 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
-    def start(self) -> None:
+    def start(self, hostname: str | None = None) -> None:
+        """Start it; with ``hostname``, under that host name (in a UTS namespace of its
+        own), as a container recreated after a crash comes back under a new one."""
+        command = [sys.executable, "-m", "responder.cli", "run", "--config", str(self.config)]
+        if hostname is not None:
+            command = ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$@"',
+                       "sh", *command]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "responder.cli", "run", "--config", str(self.config)],
+                command,
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -130,8 +137,18 @@ def answered(servers: Servers, recipient: str) -> tuple[Counter[str], int, int]:
     return count, len(alone), len(digests)
 
 
+def can_rename_host() -> bool:
+    """Whether a process can be given a host name of its own here (root, ``unshare``)."""
+    try:
+        done = subprocess.run(["unshare", "--uts", "hostname", "chaos-probe"],
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def kill_during_a_pass(servers: Servers, service: Service, rng: random.Random,
-                       scale: float) -> str:
+                       scale: float, new_host: float) -> str:
     """``kill -9`` now, or with a decision POST or an answer's "250" held in flight."""
     how = rng.choice(["plain", "post in flight", "answer in flight"])
     if how == "post in flight":
@@ -144,6 +161,9 @@ def kill_during_a_pass(servers: Servers, service: Service, rng: random.Random,
     servers.halo.faults.delay_after_apply = 0.0
     servers.sink.delay = 0.0
     time.sleep(rng.uniform(0.0, 0.5 * scale))
+    if rng.random() < new_host:  # back as a recreated container: another host name
+        service.start(hostname=f"chaos-{rng.randrange(16**8):08x}")
+        return how + ", new host"
     service.start()
     return how
 
@@ -172,30 +192,44 @@ def run_round(servers: Servers, number: int, args: argparse.Namespace,
     config = harness.write_config(state / "config.toml")
     service = Service(config, state / "responder.log")
     halo.faults.error_rate = args.halo_error_rate
-    duplicates_before = halo.duplicate_decisions
-    requests_before = len(halo.requests)
-    service.start()
-
-    feed_seconds = args.feed_seconds * scale
-    fed = threading.Event()
 
     def feed() -> None:
         for ticket_id in tickets:
             word = rng.choice(["Approve", "Reject - not now", "approved, thanks"])
             raw = gmail_reply(recipient, ticket_id, word, msgid=f"<chaos{ticket_id}@example.com>")
             harness.deliver(raw)
-            time.sleep(feed_seconds / len(tickets))
+            time.sleep(args.feed_seconds * scale / len(tickets))
+
+    try:
+        return watch_round(servers, number, args, rng, harness, service, tickets, feed, started)
+    finally:
+        if service.proc is not None and service.proc.poll() is None:
+            service.kill()  # interrupted: no responder left behind
+
+
+def watch_round(servers: Servers, number: int, args: argparse.Namespace,
+                rng: random.Random, harness: Harness, service: Service, tickets: list[int],
+                feed: Callable[[], None], started: float) -> RoundResult:
+    """Feed the replies, kill and restart, then wait and count."""
+    halo, scale, recipient = servers.halo, args.scale, f"approver{number}@example.com"
+    feed_seconds = args.feed_seconds * scale
+    duplicates_before = halo.duplicate_decisions
+    requests_before = len(halo.requests)
+    service.start()
+    fed = threading.Event()
+
+    def feeding() -> None:
+        feed()
         fed.set()
 
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
+    threading.Thread(target=feeding, daemon=True).start()
     # Kills while replies arrive and while the digests go out after them.
     span = feed_seconds + 2 * args.digest_seconds * scale
     for at in sorted(rng.uniform(0.5, span) for _ in range(args.kills)):
         time.sleep(max(at - (time.monotonic() - started), 0))
-        kill_during_a_pass(servers, service, rng, scale)
+        kill_during_a_pass(servers, service, rng, scale, args.new_host)
     fed.wait()
-    restarted = time.monotonic()
+    restarted = time.monotonic()  # the last restart and the last reply are behind us
 
     def decided() -> int:
         return sum(halo.approver(t, 1)["result"] is not None for t in tickets)
@@ -246,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the fixed wait after the last restart (before --scale)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiplies every duration above: 0.2 for rounds of ~15 s")
+    parser.add_argument("--new-host", type=float, default=0.5,
+                        help="share of restarts under a new host name, as a recreated "
+                             "container (needs root and unshare; else 0)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--halo-behaviour", choices=sorted(BEHAVIOURS), default="default",
                         help="how the stand-in Halo acts where real Halo is unconfirmed")
@@ -253,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="copy each failed round's responder log into this folder")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
+    if args.new_host > 0 and not can_rename_host():
+        print("note: cannot give a process its own host name here (root and unshare "
+              "needed): every restart keeps this host's name", flush=True)
+        args.new_host = 0.0
     results: list[RoundResult] = []
     with (
         Dovecot() as dovecot,
