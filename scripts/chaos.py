@@ -137,6 +137,12 @@ def answered(servers: Servers, recipient: str) -> tuple[Counter[str], int, int]:
     return count, len(alone), len(digests)
 
 
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def can_rename_host() -> bool:
     """Whether a process can be given a host name of its own here (root, ``unshare``)."""
     try:
@@ -151,12 +157,16 @@ def kill_during_a_pass(servers: Servers, service: Service, rng: random.Random,
                        scale: float, new_host: float) -> str:
     """``kill -9`` now, or with a decision POST or an answer's "250" held in flight."""
     how = rng.choice(["plain", "post in flight", "answer in flight"])
-    if how == "post in flight":
+    if how == "post in flight":  # killed with Halo changed and the ledger not yet
         servers.halo.faults.delay_after_apply = 3.0
+        posts = servers.halo.count("POST", "/api/ticketapproval")
+        wait_until(lambda: servers.halo.count("POST", "/api/ticketapproval") > posts, 10.0)
+        time.sleep(rng.uniform(0.0, 1.0))
     elif how == "answer in flight":  # a slow server: killed after a few went, or the first
         servers.sink.delay = rng.uniform(0.05, 0.5)
-    if how != "plain":
-        time.sleep(rng.uniform(0.2, 2.0))
+        sent = len(servers.sink.received())
+        wait_until(lambda: len(servers.sink.received()) > sent, 10.0)
+        time.sleep(rng.uniform(0.0, 1.5))
     service.kill()
     servers.halo.faults.delay_after_apply = 0.0
     servers.sink.delay = 0.0
