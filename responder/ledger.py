@@ -7,7 +7,9 @@ last one on the next pass:
             (POST in flight: reconciled by re-reading Halo, never blindly re-posted)
 
 Answers go through an outbox table of their own, sent and retried apart from
-decisions. An answer over the person's hourly limit is held there instead, and a digest
+decisions: pending -> sending -> sent, each one marked "sending" just before it goes and
+"sent" once the server took it, so a crash leaves at most the one on the wire to send
+again. An answer over the person's hourly limit is held there instead, and a digest
 (its own table) takes over all of a person's held answers in one transaction: each
 answer is sent once, either alone or in exactly one digest. Schema changes are named
 migrations, applied once, in a transaction; the number applied is also the file's

@@ -131,8 +131,9 @@ class Outbox:
     def _sending(self, item: OutboxItem) -> bool:
         """Mark it "sending"; False to leave it (another live process is sending it)."""
         pid = os.getpid()
-        if item.sending_pid is not None and item.sending_pid != pid:
-            if _alive(item.sending_pid) and not _abandoned(item.sending_at):
+        if item.sending_pid is not None:
+            other = item.sending_pid != pid  # ours: an earlier pass, or pid 1 again
+            if other and _alive(item.sending_pid) and not _abandoned(item.sending_at):
                 return False
             what = "digest" if item.digest else "answer"
             log.warning("the %s to %s was being sent when the responder stopped (crash or "

@@ -1,21 +1,24 @@
 """Chaos stress loop: rounds of replies through ``responder run`` killed with ``kill -9``.
 
 A real Dovecot, the SMTP sink and the stand-in Halo (tests/servers.py, responder/standin.py),
-started once; ``responder run`` as a subprocess. Each round gives one approver
-``--replies`` tickets (more than the hourly answer limit of 10, so most answers go out
-in digests spaced ``--digest-seconds``), answers a quarter of Halo's requests with 500s
-(``--halo-error-rate``), delivers the replies and kills the responder ``--kills`` times
-at random points during its passes -- some with a decision POST held in flight, some
-with an answer kept by the SMTP server but its "250" not yet read -- restarting it
-each time. After the last restart it waits at most ``--wait-seconds`` and prints, per
-round: replies decided in Halo, still in the inbox, unanswered, answered twice. A
-crash may double at most the one answer on the wire, so a round passes with everything
-decided, filed and answered and at most one doubled answer per kill.
+started once; ``responder run`` as a subprocess. Each round, with a fresh mailbox and
+ledger, gives ``--replies`` tickets to approvers (``--per-approver`` each: more than the
+hourly answer limit of 10, so most answers go out in digests spaced ``--digest-seconds``),
+answers a quarter of Halo's requests with 500s (``--halo-error-rate``), delivers the
+replies and kills the responder ``--kills`` times at random points during its passes --
+some with a decision POST held in flight, some with an answer kept by the SMTP server
+but its "250" not yet read -- restarting it each time, half the time under a new host
+name (``--new-host``), as a recreated container. ``--more-faults`` adds Halo slower than
+its timeout, SMTP refusals and Dovecot restarts between the kills.
 
-``--scale`` multiplies every duration (digest spacing, retry, feed time, wait), so a
-round at ``--scale 0.2`` takes well under a minute:
+After the last restart it waits at most ``--wait-seconds`` and prints, per round:
+replies decided in Halo, still in the inbox, unanswered, answered twice; then a summary
+line. A crash may double at most the one answer on the wire, so a round passes with
+everything decided, filed and answered, no decision posted twice and at most one
+doubled answer per kill. ``--scale`` multiplies every duration (digest spacing, retry,
+feed time, wait): at 0.5 a round takes 20-35 s.
 
-    python scripts/chaos.py [--rounds 20] [--scale 0.2] [--seed 1]
+    python scripts/chaos.py [--rounds 20] [--scale 0.5] [--seed 1] [--more-faults]
 """
 
 from __future__ import annotations
@@ -125,16 +128,31 @@ class RoundResult:
 HEADER = "round  decided  inbox  unanswered  doubled  kills  answers digests   halo   secs"
 
 
-def answered(servers: Servers, recipient: str) -> tuple[Counter[str], int, int]:
-    """How often each reply was answered (alone or in a digest); answers, digests."""
+def answered(servers: Servers, number: int) -> tuple[Counter[str], int, int]:
+    """How often each reply of round ``number`` was answered (alone or in a digest);
+    answers, digests."""
     mails = [email.message_from_bytes(m.content) for m in servers.sink.received()
-             if recipient in m.rcpt_tos]
+             if any(to.startswith(f"round{number}-") for to in m.rcpt_tos)]
     digests = [m for m in mails if m[RESPONDER_HEADER] == DIGEST]
     alone = [m for m in mails if m[RESPONDER_HEADER] != DIGEST]
     count = Counter(str(m["In-Reply-To"]) for m in alone)
     for digest in digests:
         count.update(str(digest["References"]).split())
     return count, len(alone), len(digests)
+
+
+def another_fault(servers: Servers, rng: random.Random, error_rate: float) -> None:
+    """One of the other faults (``--more-faults``), for a second or three."""
+    what = rng.choice(["halo-slow", "smtp", "imap-restart", "calm"])
+    if what == "halo-slow":
+        servers.halo.faults.latency = 2.5  # past the client's timeout: maybe-applied POSTs
+    elif what == "smtp":
+        servers.sink.refuse_next(rng.randint(3, 20))
+    elif what == "imap-restart":
+        servers.dovecot.restart()
+    time.sleep(rng.uniform(1.0, 3.0))
+    servers.halo.faults.latency = 0.0
+    servers.halo.faults.error_rate = error_rate
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> None:
@@ -182,13 +200,17 @@ def run_round(servers: Servers, number: int, args: argparse.Namespace,
               rng: random.Random, tmp: Path) -> RoundResult:
     started = time.monotonic()
     scale = args.scale
-    recipient = f"approver{number}@example.com"
     first = FIRST_TICKET + number * 1000
     tickets = list(range(first, first + args.replies))
+    per = max(args.per_approver, 1)
+
+    def approver(ticket_id: int) -> str:
+        return f"round{number}-approver{(ticket_id - first) // per}@example.com"
+
     halo, dovecot = servers.halo, servers.dovecot
     for ticket_id in tickets:
         halo.add_ticket(ticket_id, f"Chaos {ticket_id}",
-                        [{"emailaddress": recipient, "seq": 1, "actionnumber": 1}])
+                        [{"emailaddress": approver(ticket_id), "seq": 1, "actionnumber": 1}])
     state = tmp / f"round{number}"
     state.mkdir()
     harness = Harness(dovecot, halo, servers.sink, state)
@@ -206,8 +228,14 @@ def run_round(servers: Servers, number: int, args: argparse.Namespace,
     def feed() -> None:
         for ticket_id in tickets:
             word = rng.choice(["Approve", "Reject - not now", "approved, thanks"])
-            raw = gmail_reply(recipient, ticket_id, word, msgid=f"<chaos{ticket_id}@example.com>")
-            harness.deliver(raw)
+            raw = gmail_reply(approver(ticket_id), ticket_id, word,
+                              msgid=f"<chaos{ticket_id}@example.com>")
+            for _ in range(40):  # Dovecot may be restarting (--more-faults)
+                try:
+                    harness.deliver(raw)
+                    break
+                except Exception:
+                    time.sleep(0.25)
             time.sleep(args.feed_seconds * scale / len(tickets))
 
     try:
@@ -221,7 +249,7 @@ def watch_round(servers: Servers, number: int, args: argparse.Namespace,
                 rng: random.Random, harness: Harness, service: Service, tickets: list[int],
                 feed: Callable[[], None], started: float) -> RoundResult:
     """Feed the replies, kill and restart, then wait and count."""
-    halo, scale, recipient = servers.halo, args.scale, f"approver{number}@example.com"
+    halo, scale = servers.halo, args.scale
     feed_seconds = args.feed_seconds * scale
     duplicates_before = halo.duplicate_decisions
     requests_before = len(halo.requests)
@@ -236,6 +264,8 @@ def watch_round(servers: Servers, number: int, args: argparse.Namespace,
     # Kills while replies arrive and while the digests go out after them.
     span = feed_seconds + 2 * args.digest_seconds * scale
     for at in sorted(rng.uniform(0.5, span) for _ in range(args.kills)):
+        while args.more_faults and at - (time.monotonic() - started) > 1.0:
+            another_fault(servers, rng, args.halo_error_rate)
         time.sleep(max(at - (time.monotonic() - started), 0))
         kill_during_a_pass(servers, service, rng, scale, args.new_host)
     fed.wait()
@@ -247,13 +277,14 @@ def watch_round(servers: Servers, number: int, args: argparse.Namespace,
     expected = {f"<chaos{t}@example.com>" for t in tickets}
     while time.monotonic() - restarted < args.wait_seconds * scale:
         if (decided() == len(tickets) and not harness.folder("INBOX")
-                and expected <= set(answered(servers, recipient)[0])):
+                and expected <= set(answered(servers, number)[0])):
             break
         time.sleep(0.5)
     time.sleep(min(2.0, scale * 5))  # an answer sent twice would arrive now
     service.stop()
     halo.faults.clear()
-    coverage, answers, digests = answered(servers, recipient)
+    servers.sink._refusals.clear()
+    coverage, answers, digests = answered(servers, number)
     return RoundResult(
         number=number,
         replies=len(tickets),
@@ -274,7 +305,12 @@ def watch_round(servers: Servers, number: int, args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--replies", type=int, default=40, help="replies per round, one approver")
+    parser.add_argument("--replies", type=int, default=40, help="replies per round")
+    parser.add_argument("--per-approver", type=int, default=40,
+                        help="replies per approver (the hourly answer limit is 10)")
+    parser.add_argument("--more-faults", action="store_true",
+                        help="between the kills, also slow Halo past its timeout, SMTP "
+                             "refusals and Dovecot restarts")
     parser.add_argument("--kills", type=int, default=4, help="kill -9 and restart, per round")
     parser.add_argument("--halo-error-rate", type=float, default=0.25,
                         help="share of Halo requests answered 500")
