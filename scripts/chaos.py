@@ -12,11 +12,13 @@ name (``--new-host``), as a recreated container. ``--more-faults`` adds Halo slo
 its timeout, SMTP refusals and Dovecot restarts between the kills.
 
 After the last restart it waits at most ``--wait-seconds`` and prints, per round:
-replies decided in Halo, still in the inbox, unanswered, answered twice; then a summary
-line. A crash may double at most the one answer on the wire, so a round passes with
-everything decided, filed and answered, no decision posted twice and at most one
-doubled answer per kill. ``--scale`` multiplies every duration (digest spacing, retry,
-feed time, wait): at 0.5 a round takes 20-35 s.
+replies decided in Halo, still in the inbox, unanswered; "doubled": answers sent again
+(the same email twice; a digest counts as one, whatever it covers); "twice": replies
+answered by two different emails; then a summary line. A crash may double at most the
+one answer on the wire, so a round passes with everything decided, filed and answered
+once, no decision posted twice and at most one doubled answer per kill. ``--scale``
+multiplies every duration (digest spacing, retry, feed time, wait): at 0.5 a round takes
+25-50 s.
 
     python scripts/chaos.py [--rounds 20] [--scale 0.5] [--seed 1] [--more-faults]
 """
@@ -104,7 +106,8 @@ class RoundResult:
     decided: int
     inbox: int
     unanswered: int
-    doubled: int
+    doubled: int  # answers (a digest counts as one) sent again after a crash
+    twice: int  # replies answered by two different emails (never: one answer each)
     kills: int
     answers: int
     digests: int
@@ -116,29 +119,43 @@ class RoundResult:
     @property
     def ok(self) -> bool:
         return (self.decided == self.replies and not self.inbox and not self.unanswered
-                and self.doubled <= self.kills and not self.duplicate_posts)
+                and self.doubled <= self.kills and not self.twice
+                and not self.duplicate_posts)
 
     def line(self) -> str:
         return (f"{self.number:>5} {self.decided:>4}/{self.replies:<4} {self.inbox:>5} "
-                f"{self.unanswered:>10} {self.doubled:>7} {self.kills:>5} {self.answers:>7} "
+                f"{self.unanswered:>10} {self.doubled:>7} {self.twice:>5} {self.kills:>5} "
+                f"{self.answers:>7} "
                 f"{self.digests:>7} {self.halo_requests:>6} {self.seconds:>6.1f}  "
                 f"{'ok' if self.ok else 'FAIL'}")
 
 
-HEADER = "round  decided  inbox  unanswered  doubled  kills  answers digests   halo   secs"
+HEADER = ("round  decided  inbox  unanswered  doubled twice  kills  answers digests   halo"
+          "   secs")
 
 
-def answered(servers: Servers, number: int) -> tuple[Counter[str], int, int]:
-    """How often each reply of round ``number`` was answered (alone or in a digest);
-    answers, digests."""
+@dataclass
+class Answered:
+    """What the SMTP server received for one round."""
+
+    replies: Counter[str]  # each reply: by how many different emails it was answered
+    resent: int  # emails received more than once (the same answer or digest sent again)
+    answers: int  # different answers, alone
+    digests: int  # different digests
+
+
+def answered(servers: Servers, number: int) -> Answered:
+    """A resent email is the same message again (its Message-ID); a digest counts as one."""
     mails = [email.message_from_bytes(m.content) for m in servers.sink.received()
              if any(to.startswith(f"round{number}-") for to in m.rcpt_tos)]
-    digests = [m for m in mails if m[RESPONDER_HEADER] == DIGEST]
-    alone = [m for m in mails if m[RESPONDER_HEADER] != DIGEST]
-    count = Counter(str(m["In-Reply-To"]) for m in alone)
+    copies = Counter(str(m["Message-ID"]) for m in mails)
+    unique = list({str(m["Message-ID"]): m for m in mails}.values())
+    digests = [m for m in unique if m[RESPONDER_HEADER] == DIGEST]
+    alone = [m for m in unique if m[RESPONDER_HEADER] != DIGEST]
+    replies = Counter(str(m["In-Reply-To"]) for m in alone)
     for digest in digests:
-        count.update(str(digest["References"]).split())
-    return count, len(alone), len(digests)
+        replies.update(str(digest["References"]).split())
+    return Answered(replies, sum(n - 1 for n in copies.values()), len(alone), len(digests))
 
 
 def another_fault(servers: Servers, rng: random.Random, error_rate: float) -> None:
@@ -277,24 +294,25 @@ def watch_round(servers: Servers, number: int, args: argparse.Namespace,
     expected = {f"<chaos{t}@example.com>" for t in tickets}
     while time.monotonic() - restarted < args.wait_seconds * scale:
         if (decided() == len(tickets) and not harness.folder("INBOX")
-                and expected <= set(answered(servers, number)[0])):
+                and expected <= set(answered(servers, number).replies)):
             break
         time.sleep(0.5)
     time.sleep(min(2.0, scale * 5))  # an answer sent twice would arrive now
     service.stop()
     halo.faults.clear()
     servers.sink._refusals.clear()
-    coverage, answers, digests = answered(servers, number)
+    got = answered(servers, number)
     return RoundResult(
         number=number,
         replies=len(tickets),
         decided=decided(),
         inbox=len(harness.folder("INBOX")),
-        unanswered=len(expected - set(coverage)),
-        doubled=sum(n - 1 for n in coverage.values() if n > 1),
+        unanswered=len(expected - set(got.replies)),
+        doubled=got.resent,
+        twice=sum(n - 1 for n in got.replies.values() if n > 1),
         kills=service.kills,
-        answers=answers,
-        digests=digests,
+        answers=got.answers,
+        digests=got.digests,
         duplicate_posts=halo.duplicate_decisions - duplicates_before,
         halo_requests=len(halo.requests) - requests_before,
         seconds=time.monotonic() - started,
@@ -365,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         f"unanswered {sum(r.unanswered for r in results)}, "
         f"doubled {sum(r.doubled for r in results)} in {sum(r.kills for r in results)} kills "
         f"(worst round {max((r.doubled for r in results), default=0)}), "
+        f"replies answered by two different emails {sum(r.twice for r in results)}, "
         f"duplicate POSTs {sum(r.duplicate_posts for r in results)}"
         + (f"; failed rounds: {', '.join(map(str, failed))}" if failed else ""),
         flush=True,
