@@ -189,7 +189,8 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         sent_at=sent_at(msg),
         references=references(msg),
         original=reply.original,
-        content_hash=content_hash(sender, subject, bodies.plain, bodies.html),
+        content_hash=content_hash(sender, subject, bodies.plain, bodies.html,
+                                  str(msg.get("Date") or "")),
         problems=bodies.problems,
         unreadable=unreadable,
         language=read.language or reply.language,
@@ -335,10 +336,17 @@ def strip_subject_prefixes(subject: str, banners: Banners = DEFAULT_BANNERS) -> 
     return subject
 
 
-def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None) -> str:
-    """Identifies a replay whose Message-ID was changed or removed."""
+def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None,
+                 date: str = "") -> str:
+    """Identifies a copy of one message whose Message-ID was changed or removed.
+
+    The sender's ``Date`` is part of it: a copy the mail system makes keeps the
+    original's, while a person who sends the same words again (a second "Approve" an
+    hour later, from the phone) writes a new message with a date of its own, which is
+    answered like any other late reply rather than filed as a copy.
+    """
     digest = hashlib.sha256()
-    for part in (sender or "", subject, plain or "", html or ""):
+    for part in (sender or "", subject, plain or "", html or "", date[:200]):
         digest.update(" ".join(part.split()).encode("utf-8", "replace"))
         digest.update(b"\0")
     return digest.hexdigest()

@@ -134,7 +134,9 @@ class Responder:
         analyser: Analyser | None = None,
     ) -> None:
         self.settings = settings
-        self.owner = owner or default_owner(settings)  # whose claims, in a shared mailbox
+        # Whose claims, in a shared mailbox: given, or this ledger's (``ledger_owner``),
+        # read on the first pass.
+        self.owner: str | None = owner
         self.mailbox = mailbox
         self.halo = halo
         self.smtp = smtp
@@ -205,6 +207,8 @@ class Responder:
 
     async def run_once(self) -> PassResult:
         """One pass over the mailbox; returns what happened to each message."""
+        if self.owner is None:
+            self.owner = await self._off(ledger_owner, self.ledger, self.settings)
         incoming = await self.mailbox.claim_new(
             self.owner, self.settings.service.claim_timeout_seconds
         )
@@ -710,10 +714,26 @@ def evidence_columns(raw: bytes, facts: Facts, verdict: Verdict | None) -> dict[
     return columns
 
 
+OWNER_STATE = "claim_owner"  # the ledger's mailbox_state row that names its claims
+
+
 def default_owner(settings: Settings) -> str:
-    """This instance's name in mailbox claims: stable across restarts, one per ledger."""
+    """A new ledger's name in mailbox claims (from this host and the ledger's path)."""
     where = f"{socket.gethostname()}:{Path(settings.state.path).resolve()}"
     return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+
+def ledger_owner(ledger: Ledger, settings: Settings) -> str:
+    """This instance's name in mailbox claims: one per ledger, kept in it.
+
+    Made once (``default_owner``) and then read back, so a restart holds the claims of
+    the run before it at once, also under another host name: a container recreated
+    after a crash gets a new one, and with a name made from the host each time, the
+    messages the killed run had claimed waited ``claim_timeout_seconds`` (10 minutes)
+    to be taken over as another instance's. A ledger from before keeps its name: the
+    first run stores the name it had been using on this host.
+    """
+    return ledger.keep_state(OWNER_STATE, default_owner(settings))
 
 
 def _ticket_of(item: Item) -> int | None:
