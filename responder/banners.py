@@ -101,7 +101,7 @@ _VOCABULARY = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?:[.!?:>\])]|important|importante|wichtig|belangrijk|safe)[ \t]*$",
                            re.IGNORECASE)
-_RULE = re.compile(r"[ \t]*[-_=*~#+.·•—–]*[ \t]*")
+_RULE = re.compile(r"[ \t]*(?:[-_=*~#+.·•—–]+[ \t]*)?")  # no two runs of spaces meet
 _FIRST_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
 

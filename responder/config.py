@@ -385,6 +385,9 @@ class ParsingSettings(Section):
     # A message (its text parts: attachments are never fetched) larger than this is not
     # read but filed as failed with the reason: bounded time and memory per message.
     max_message_bytes: int = Field(default=2_000_000, ge=10_000)
+    # A message is read in a worker process; one not read within this many seconds (a
+    # message shaped to be slow) is filed as failed, too complex to read, never answered.
+    analysis_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     # Your own gateway's banner starts (regular expressions, case-insensitive, matched at
     # the start of a line or of the subject), beside the built-in ones: skipped, never read.
     banner_patterns: tuple[str, ...] = ()

@@ -7,7 +7,9 @@ last one on the next pass:
             (POST in flight: reconciled by re-reading Halo, never blindly re-posted)
 
 Answers go through an outbox table of their own, sent and retried apart from
-decisions. An answer over the person's hourly limit is held there instead, and a digest
+decisions: pending -> sending -> sent, each one marked "sending" just before it goes and
+"sent" once the server took it, so a crash leaves at most the one on the wire to send
+again. An answer over the person's hourly limit is held there instead, and a digest
 (its own table) takes over all of a person's held answers in one transaction: each
 answer is sent once, either alone or in exactly one digest. Schema changes are named
 migrations, applied once, in a transaction; the number applied is also the file's
@@ -176,6 +178,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX admin_actions_message ON admin_actions (message_key, id)
         """,
     ),
+    (
+        # Each answer (and digest) is marked "sending" just before it goes out and "sent"
+        # as soon as the server took it, one at a time: after a crash only the one marked
+        # "sending" can have gone out unrecorded, and only that one is sent again.
+        # ``sending_pid`` is the process sending it, so another live process on this
+        # ledger leaves it alone. (A responder from before this migration would not see
+        # a "sending" row at all: the schema version keeps it off this ledger.)
+        "0008_answer_sending",
+        """
+        ALTER TABLE outbox ADD COLUMN sending_at TEXT;
+        ALTER TABLE outbox ADD COLUMN sending_pid INTEGER;
+        ALTER TABLE digests ADD COLUMN sending_at TEXT;
+        ALTER TABLE digests ADD COLUMN sending_pid INTEGER
+        """,
+    ),
 ]
 
 log = logging.getLogger("responder.ledger")
@@ -231,6 +248,8 @@ class OutboxItem:
     raw: bytes
     attempts: int
     digest: bool = False
+    sending_pid: int | None = None  # set: it was being sent by this process (maybe a crash)
+    sending_at: str | None = None  # since when (ISO time)
 
 
 @dataclass(frozen=True)
@@ -523,7 +542,7 @@ class Ledger:
         since = (datetime.now(UTC) - within).isoformat()
         row = self.db.execute(
             "SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? "
-            "AND state IN ('pending', 'sent')",
+            "AND state IN ('pending', 'sending', 'sent')",
             (recipient, since),
         ).fetchone()
         return int(row[0])
@@ -546,7 +565,8 @@ class Ledger:
     def digest_unsent(self, recipient: str) -> bool:
         """A digest to ``recipient`` still waits for the SMTP server (a newer one waits too)."""
         row = self.db.execute(
-            "SELECT 1 FROM digests WHERE recipient = ? AND state = 'pending' LIMIT 1",
+            "SELECT 1 FROM digests WHERE recipient = ? AND state IN ('pending', 'sending') "
+            "LIMIT 1",
             (recipient,),
         ).fetchone()
         return row is not None
@@ -580,21 +600,38 @@ class Ledger:
             raise
 
     def pending_answers(self, max_attempts: int = 20) -> list[OutboxItem]:
-        """Answers first, then digests (which are made after the answers of their pass)."""
+        """Answers first, then digests (which are made after the answers of their pass).
+
+        Those marked "sending" are included, with the process that was sending them: the
+        caller sends one again only when that process is gone (a crash mid-send).
+        """
         rows = self.db.execute(
-            "SELECT id, message_key, recipient, raw, attempts FROM outbox "
-            "WHERE state = 'pending' AND attempts < ? ORDER BY id",
+            "SELECT id, message_key, recipient, raw, attempts, sending_pid, sending_at "
+            "FROM outbox WHERE state IN ('pending', 'sending') AND attempts < ? ORDER BY id",
             (max_attempts,),
         )
-        answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4], sending_pid=r[5],
+                              sending_at=r[6]) for r in rows]
         digests = self.db.execute(
-            "SELECT d.id, GROUP_CONCAT(o.message_key, ','), d.recipient, d.raw, d.attempts "
-            "FROM digests d LEFT JOIN outbox o ON o.digest_id = d.id "
-            "WHERE d.state = 'pending' AND d.attempts < ? GROUP BY d.id ORDER BY d.id",
+            "SELECT d.id, GROUP_CONCAT(o.message_key, ','), d.recipient, d.raw, d.attempts, "
+            "d.sending_pid, d.sending_at FROM digests d LEFT JOIN outbox o "
+            "ON o.digest_id = d.id WHERE d.state IN ('pending', 'sending') AND d.attempts < ? "
+            "GROUP BY d.id ORDER BY d.id",
             (max_attempts,),
         )
-        return answers + [OutboxItem(r[0], r[1] or "", r[2], bytes(r[3]), r[4], digest=True)
-                          for r in digests]
+        return answers + [OutboxItem(r[0], r[1] or "", r[2], bytes(r[3]), r[4], digest=True,
+                                     sending_pid=r[5], sending_at=r[6]) for r in digests]
+
+    def answer_sending(self, item: OutboxItem, pid: int) -> bool:
+        """Mark one answer "sending" by ``pid``, just before it goes out; False when it is
+        no longer as ``item`` found it (another process on this ledger took it)."""
+        cursor = self.db.execute(
+            f"UPDATE {_table(item)} SET state = 'sending', sending_at = ?, sending_pid = ? "
+            "WHERE id = ? AND state = ? AND sending_pid IS ?",
+            (_now(), pid, item.id, "pending" if item.sending_pid is None else "sending",
+             item.sending_pid),
+        )
+        return cursor.rowcount == 1
 
     def drop_stale_answers(self, max_attempts: int) -> list[str]:
         """Give up on answers the SMTP server refused too often; returns their messages."""
@@ -603,11 +640,13 @@ class Ledger:
             what = ("message_key" if table == "outbox" else
                     "(SELECT GROUP_CONCAT(message_key, ',') FROM outbox WHERE digest_id = d.id)")
             rows = self.db.execute(
-                f"SELECT {what} FROM {table} d WHERE state = 'pending' AND attempts >= ?",
+                f"SELECT {what} FROM {table} d WHERE state IN ('pending', 'sending') "
+                "AND attempts >= ?",
                 (max_attempts,),
             ).fetchall()
             self.db.execute(
-                f"UPDATE {table} SET state = 'dropped' WHERE state = 'pending' AND attempts >= ?",
+                f"UPDATE {table} SET state = 'dropped' WHERE state IN ('pending', 'sending') "
+                "AND attempts >= ?",
                 (max_attempts,),
             )
             dropped += [str(r[0]) for r in rows]
@@ -620,9 +659,21 @@ class Ledger:
             (_now(), item.id),
         )
 
-    def answer_failed(self, item: OutboxItem, error: str) -> None:
+    def answer_unsent(self, item: OutboxItem) -> None:
+        """Marked "sending" but not tried after all (no connection): pending again, no
+        attempt counted."""
         self.db.execute(
-            f"UPDATE {_table(item)} SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+            f"UPDATE {_table(item)} SET state = 'pending', sending_pid = NULL "
+            "WHERE id = ? AND state = 'sending'",
+            (item.id,),
+        )
+
+    def answer_failed(self, item: OutboxItem, error: str) -> None:
+        """The server refused it (or the connection broke on it): pending again."""
+        self.db.execute(
+            f"UPDATE {_table(item)} SET state = 'pending', sending_pid = NULL, "
+            "attempts = attempts + 1, last_error = ? WHERE id = ? AND state IN "
+            "('pending', 'sending')",
             (error[:500], item.id),
         )
 
@@ -630,6 +681,15 @@ class Ledger:
         row = self.db.execute("SELECT value FROM mailbox_state WHERE name = ?",
                               (name,)).fetchone()
         return str(row[0]) if row else None
+
+    def keep_state(self, name: str, value: str) -> str:
+        """The value stored under ``name``, storing ``value`` there first if there is none
+        (one winner when two processes on this ledger store at once)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO mailbox_state (name, value, updated_at) VALUES (?, ?, ?)",
+            (name, value, _now()),
+        )
+        return self.mailbox_state(name) or value
 
     def set_mailbox_state(self, name: str, value: str | None) -> None:
         """Remember (or, with None, forget) one value of the mailbox adapter's."""
@@ -646,9 +706,9 @@ class Ledger:
     def outbox_size(self) -> int:
         """Answers not sent yet: queued, held for a digest, or in a digest not sent yet."""
         row = self.db.execute(
-            "SELECT (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'held')) + "
-            "(SELECT COUNT(*) FROM outbox o JOIN digests d ON o.digest_id = d.id "
-            "WHERE d.state = 'pending')"
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending', "
+            "'held')) + (SELECT COUNT(*) FROM outbox o JOIN digests d ON o.digest_id = d.id "
+            "WHERE d.state IN ('pending', 'sending'))"
         ).fetchone()
         return int(row[0])
 

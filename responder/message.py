@@ -31,7 +31,13 @@ from responder.addresses import (
     normalise_address,
 )
 from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
-from responder.body import parse_message, read_bodies, text_only
+from responder.body import (
+    HostileMessage,
+    header_bytes,
+    parse_message,
+    read_bodies,
+    text_only,
+)
 from responder.config import ParsingSettings
 from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
 from responder.machine import RESPONDER_HEADER, machine_reason
@@ -53,6 +59,7 @@ _SUBJECT_PREFIX = re.compile(
     + _LOCAL_FORWARD + r")\s*(?:\[\d+\])?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
+_REFERENCE = re.compile(r"<[^<>\s]+>")  # one message id in References:
 # Outlook's forwards look like its replies in the body; the subject tells them apart.
 _FORWARD_PREFIX = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc|" + _LOCAL_FORWARD + r")\s*[:：]",
                              re.IGNORECASE)
@@ -111,6 +118,8 @@ class Facts:
 
 
 _HEAD = 256 * 1024  # the most of a too-large message read: its header, for the ledger
+MAX_HEADER_BYTES = _HEAD  # a longer header block is not read (real ones: a few KB to 60 KB)
+MAX_HEADER_TEXT = 4_000  # characters of a header decoded for its text (the Subject)
 
 
 def analyse(
@@ -128,9 +137,15 @@ def analyse(
         why = f"message too large: {len(raw)} bytes of text (limit {parsing.max_message_bytes})"
         return replace(facts, content_hash=hashlib.sha256(raw).hexdigest(), unreadable=why,
                        decision=None, note=None, reply_text="")
+    header = header_bytes(raw)
+    if header > MAX_HEADER_BYTES:  # no mail has one; each header would be looked through
+        return nothing_read(raw, unreadable=f"message too complex to read: a header block of "
+                                            f"{header} bytes (at most {MAX_HEADER_BYTES})")
     try:
         msg = parse_message(raw)
         return _read(msg, raw, parsing, grammar)
+    except HostileMessage as exc:  # shaped to cost time: filed as failed, never answered
+        return nothing_read(raw, unreadable=f"message too complex to read: {exc}"[:300])
     except Exception as exc:
         return nothing_read(
             raw, unreadable=f"cannot parse message: {type(exc).__name__}: {exc}"[:300])
@@ -174,7 +189,8 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         sent_at=sent_at(msg),
         references=references(msg),
         original=reply.original,
-        content_hash=content_hash(sender, subject, bodies.plain, bodies.html),
+        content_hash=content_hash(sender, subject, bodies.plain, bodies.html,
+                                  str(msg.get("Date") or "")),
         problems=bodies.problems,
         unreadable=unreadable,
         language=read.language or reply.language,
@@ -208,7 +224,10 @@ def refused(raw: bytes, msg: Message, why: str) -> Facts:
 def header_text(msg: Message, name: str) -> str:
     """A header decoded from RFC 2047 encoded-words, unfolded; '' when absent or broken."""
     value = msg.get(name)
-    return "" if value is None else " ".join(header_text_value(value).split())
+    if value is None:
+        return ""
+    head = str(value)[:MAX_HEADER_TEXT]  # each encoded-word costs some µs: not 100,000 of them
+    return " ".join(header_text_value(head).split())
 
 
 def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
@@ -276,7 +295,7 @@ def message_id(msg: Message) -> str:
 
 
 def references(msg: Message) -> tuple[str, ...]:
-    ids = re.findall(r"<[^<>\s]+>", str(msg.get("References") or ""))
+    ids = _REFERENCE.findall(str(msg.get("References") or ""))
     return tuple(ids[-20:])
 
 
@@ -317,10 +336,17 @@ def strip_subject_prefixes(subject: str, banners: Banners = DEFAULT_BANNERS) -> 
     return subject
 
 
-def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None) -> str:
-    """Identifies a replay whose Message-ID was changed or removed."""
+def content_hash(sender: str | None, subject: str, plain: str | None, html: str | None,
+                 date: str = "") -> str:
+    """Identifies a copy of one message whose Message-ID was changed or removed.
+
+    The sender's ``Date`` is part of it: a copy the mail system makes keeps the
+    original's, while a person who sends the same words again (a second "Approve" an
+    hour later, from the phone) writes a new message with a date of its own, which is
+    answered like any other late reply rather than filed as a copy.
+    """
     digest = hashlib.sha256()
-    for part in (sender or "", subject, plain or "", html or ""):
+    for part in (sender or "", subject, plain or "", html or "", date[:200]):
         digest.update(" ".join(part.split()).encode("utf-8", "replace"))
         digest.update(b"\0")
     return digest.hexdigest()

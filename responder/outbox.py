@@ -13,8 +13,9 @@ in its worker thread and hands ``send`` the same thread for the ledger's part.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ log = logging.getLogger("responder")
 Blocking = Callable[..., Awaitable[Any]]  # runs blocking work off the event loop
 
 MAX_ANSWER_ATTEMPTS = 50  # real delivery attempts (refusals), not passes while SMTP is down
+SENDING_ABANDONED = timedelta(minutes=10)  # one answer's send takes a timeout at most
 
 
 @dataclass
@@ -87,19 +89,60 @@ class Outbox:
         self.ledger.record(facts.key, state=states.ANSWERED)
 
     async def send(self, blocking: Blocking) -> Sent:
-        """Send every queued answer and digest; failures stay queued for the next pass."""
+        """Send every queued answer and digest; failures stay queued for the next pass.
+
+        Each one is marked "sending" in the ledger just before it goes and "sent" as soon
+        as the server took it, one at a time over the one connection: a crash (kill -9)
+        between the two leaves that one answer alone unrecorded, and it alone is sent
+        again. One another process is sending (it is alive) is left to it.
+        """
         pending: list[OutboxItem] = await blocking(self._to_send)
+        sent = Sent()
+        in_flight: list[OutboxItem] = []  # marked "sending", its fate not recorded yet
+
+        async def before(index: int) -> bool:
+            item = pending[index]
+            if not await blocking(self._sending, item):
+                return False
+            in_flight.append(item)
+            return True
+
+        async def after(index: int, error: str | None) -> None:
+            item = pending[index]
+            await blocking(self._tried, item, error)
+            in_flight.remove(item)
+            if error is None:
+                sent.answers += 1
+                sent.digests += item.digest
+            else:
+                sent.failed += 1
+
         try:
-            errors = await self.sender.send_many([(p.recipient, p.raw) for p in pending])
-        except SmtpError as exc:  # not one was tried: no attempt counted
+            results = await self.sender.send_many([(p.recipient, p.raw) for p in pending],
+                                                  before=before, after=after)
+        except SmtpError as exc:  # none was sent: nothing counted as an attempt
             if pending:
                 log.warning("%d answers not sent yet: %s", len(pending), exc)
+            await blocking(self._released, list(in_flight))
             return Sent(failed=len(pending))
-        await blocking(self._tried, pending, errors)
-        tried = list(zip(pending, errors, strict=False))
-        sent = sum(e is None for e in errors)
-        return Sent(answers=sent, failed=len(pending) - sent,
-                    digests=sum(e is None and p.digest for p, e in tried))
+        sent.failed += len(pending) - len(results)  # the connection broke: not tried
+        return sent
+
+    def _sending(self, item: OutboxItem) -> bool:
+        """Mark it "sending"; False to leave it (another live process is sending it)."""
+        pid = os.getpid()
+        if item.sending_pid is not None:
+            other = item.sending_pid != pid  # ours: an earlier pass, or pid 1 again
+            if other and _alive(item.sending_pid) and not _abandoned(item.sending_at):
+                return False
+            what = "digest" if item.digest else "answer"
+            log.warning("the %s to %s was being sent when the responder stopped (crash or "
+                        "kill); it may have gone out, and is sent again", what, item.recipient)
+        return self.ledger.answer_sending(item, pid)
+
+    def _released(self, items: list[OutboxItem]) -> None:
+        for item in items:
+            self.ledger.answer_unsent(item)
 
     def _to_send(self) -> list[OutboxItem]:
         self._bundle_digests()
@@ -108,14 +151,13 @@ class Outbox:
             log.error("gave up answering %s after %d attempts", stale, MAX_ANSWER_ATTEMPTS)
         return self.ledger.pending_answers(MAX_ANSWER_ATTEMPTS)
 
-    def _tried(self, pending: list[OutboxItem], errors: Sequence[str | None]) -> None:
-        for item, error in zip(pending, errors, strict=False):
-            if error is None:
-                self.ledger.answer_sent(item)
-            else:
-                what = "digest" if item.digest else "answer"
-                log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
-                self.ledger.answer_failed(item, error)
+    def _tried(self, item: OutboxItem, error: str | None) -> None:
+        if error is None:
+            self.ledger.answer_sent(item)
+        else:
+            what = "digest" if item.digest else "answer"
+            log.warning("%s to %s not sent yet: %s", what, item.recipient, error)
+            self.ledger.answer_failed(item, error)
 
     def _bundle_digests(self) -> None:
         """One digest per person with held answers, unless they had one too recently."""
@@ -159,6 +201,29 @@ class Outbox:
                 "authenticated as a person (%s)", _n(sum(over.dropped.values()), "message"),
                 limit, _people(over.dropped))
         self._over_limit = OverLimit()
+
+
+def _abandoned(since: str | None) -> bool:
+    """Marked "sending" longer than any one send takes: its process is not sending it,
+    whatever holds that pid now (a pid is reused, in a container soon)."""
+    try:
+        at = datetime.fromisoformat(since or "")
+    except ValueError:
+        return True
+    return datetime.now(UTC) - at > SENDING_ABANDONED
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a ledger is a local SQLite file, so
+    every process sharing one runs here). A pid of ours after a restart in a container
+    (pid 1 again) is ours: the caller has checked that first."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process holds that pid now: alive
+        return True
+    return True
 
 
 def _n(count: int, noun: str) -> str:

@@ -32,6 +32,7 @@ from responder.banners import (
 from responder.decision import is_greeting
 
 MAX_SCAN_CHARS = 300_000  # the new text is at the top; a longer tail is all original
+MAX_SCAN_LINES = 10_000  # likewise in lines: each costs some microseconds of rules
 MAX_LINE_CHARS = 400  # only the start of a very long line is matched against the rules
 ATTRIBUTION_LINES = 3  # an attribution wraps over at most this many lines
 HEADER_BLOCK_SPAN = 8  # the fields of one header block lie within this many lines
@@ -90,7 +91,10 @@ _MORE_OTHER_KEYS = _keys(
 _HEADER_KEYS = _FROM_KEYS | _OTHER_KEYS | _MORE_FROM_KEYS | _MORE_OTHER_KEYS
 _SENDER_KEYS = _FROM_KEYS | _MORE_FROM_KEYS
 
-_HEADER_LINE = re.compile(r"[ \t]*\**[ \t]*([^\W\d_][^:：*\n]{0,24}?)[ \t]*\**[ \t]*[:：]")
+# "**From:** x" (bold stars): the spaces after the stars only where there are stars, so
+# no two runs of spaces meet (a line of spaces would be split between them every way).
+_HEADER_LINE = re.compile(
+    r"[ \t]*(?:\*+[ \t]*)?([^\W\d_][^:：*\n]{0,24}?)[ \t]*(?:\*+[ \t]*)?[:：]")
 _QUOTE_LINE = re.compile(r"[ \t]*>")
 _PIPE_LINE = re.compile(r"[ \t]*\|(?:[ \t]|$)")  # "| quoted": some webmail and Lotus quote so
 # " AB> quoted": The Bat! and other Russian-language clients quote with the author's initials.
@@ -104,10 +108,11 @@ _DATE_FIRST = re.compile(
     r"[ \t]*(?P<colon>[:：])?",
     re.IGNORECASE,
 )
-_DASHED_WROTE = re.compile(r"[-=]{2,}[ \t]*(?P<inner>.{6,300}?)[ \t]*[-=]{2,}")
-_RULE_LINE = re.compile(r"[ \t]*[-_=*~#+.·•—–]*[ \t]*")
+# No two runs of the same characters meet in a pattern (spaces, dashes, underscores):
+# a line of them would be split between the runs in every way (quadratic and worse).
+_RULE_LINE = re.compile(r"[ \t]*(?:[-_=*~#+.·•—–]+[ \t]*)?")
 _UNDERSCORE_RULE = re.compile(r"[ \t]*_{2,}[ \t]*")
-_TRAILING_UNDERSCORES = re.compile(r"(.*\S)[ \t]*(_{8,})[ \t]*")
+_TRAILING_UNDERSCORES = re.compile(r"(.*\S)[ \t]*(________)[ \t]*")  # the last 8 of 8 or more
 _SIGNATURE_DELIMITER = re.compile(r"--[ \t]?")
 _DASHED_TITLE = re.compile(r"[ \t]*[-=_]{3,}[ \t]*([^-=_\s].{1,60}?)[ \t]*[-=_]{3,}[ \t]*")
 _FORWARD_WORDS = re.compile(
@@ -118,7 +123,7 @@ _FORWARD_WORDS = re.compile(
     re.IGNORECASE,
 )
 _SEPARATOR_PHRASE = re.compile(
-    r"[ \t]*[-=_*]*[ \t]*(?:begin forwarded message|anfang der weitergeleiteten nachricht|"
+    r"[ \t]*(?:[-=_*]+[ \t]*)?(?:begin forwarded message|anfang der weitergeleiteten nachricht|"
     r"d[ée]but du message (?:r[ée]exp[ée]di[ée]|transf[ée]r[ée])|"
     r"inicio del mensaje reenviado|comienzo del mensaje reenviado|inizio messaggio inoltrato|"
     r"begin doorgestuurd bericht|in[íi]cio da mensagem (?:reencaminhada|encaminhada)|"
@@ -136,7 +141,7 @@ _SEPARATOR_PHRASE = re.compile(
     r"הודעה מקורית|הודעה שהועברה|الرسالة الأصلية|الرسالة المعاد توجيهها|原始郵件|"
     r"轉寄郵件|转发邮件信息|özgün ileti|iletilen ileti|пересланное сообщение|"
     r"původní e-mail|přeposlaný e-mail|oryginalna wiadomo[śs][ćc])"
-    r"[ \t]*[-=_*]*[ \t]*[:：]?[ \t]*",
+    r"[ \t]*(?:[-=_*]+[ \t]*)?(?:[:：][ \t]*)?",  # no two runs of spaces meet
     re.IGNORECASE,
 )
 _FOOTER = re.compile(
@@ -161,7 +166,9 @@ _FOOTER_WORDS = re.compile(
     r"movil|cellulare|telefoon|mobil|smartfon|телефона|iphone-|ipad-)",
     re.IGNORECASE,
 )
-_URL_SUFFIX = re.compile(r"\s*<(?:https?:|mailto:)[^>]*>|\s*\((?:https?:)[^)]*\)|\s*https?://\S+")
+# A link after a footer's words. The spaces before it start where a run of spaces starts,
+# and a bracket ends at the next bracket: every run is scanned once (linear).
+_URL_SUFFIX = re.compile(r"(?<!\s)\s*(?:<(?:https?:|mailto:)[^<>]*>|\(https?:[^()]*\)|https?://\S+)")
 _SENTENCE_PUNCTUATION = re.compile(r"[,;!?]|\.\s+\S")
 
 _WROTE = re.compile(
@@ -178,8 +185,16 @@ _ATTRIBUTION_START = re.compile(
     r"cytuję)\b",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[^\s<>()\[\]\"']+@[^\s<>()\[\]\"']+\.[^\s<>()\[\]\"']+|<[^<>\s]+@[^<>\s]+>")
+# An address anywhere in a line: "x@y.z" in a word, or "<x@y>". Each alternative starts
+# only where a word (or a "<") starts and runs to the word's first "@", so every word is
+# tried once: linear, where a line of "@"s once cost seconds (cubic backtracking).
+_EMAIL = re.compile(
+    r"(?<![^\s<>()\[\]\"'])[^\s<>()\[\]\"'][^\s<>()\[\]\"'@]*@[^\s<>()\[\]\"']+\."
+    r"[^\s<>()\[\]\"']+"
+    r"|<[^<>\s][^<>\s@]*@[^<>\s]+>"
+)
 _DIGIT = re.compile(r"\d")
+_GLUED_COLON = re.compile(r"[:：][ \t]{2,}\S")  # "wrote:   first quoted words" (Yahoo)
 _ENGLISH_NO_COLON = re.compile(r"on\s.{6,300}\swrote[ \t]*", re.IGNORECASE)
 _CLOSING = re.compile(
     r"[ \t]*(?:(?:(?:best|kind|warm|warmest|many|with)\s+)?(?:regards|wishes)|"
@@ -238,7 +253,7 @@ def _without_banners(lines: list[str], banners: Banners) -> list[str]:
 def _lines(body: str) -> list[str]:
     """Lines with CR/LF normalised, Outlook's glued ``text_____`` rule split off."""
     out: list[str] = []
-    for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n")[:MAX_SCAN_LINES]:
         glued = _TRAILING_UNDERSCORES.fullmatch(line[:MAX_LINE_CHARS])
         if glued and len(line) <= MAX_LINE_CHARS:
             out.extend((glued.group(1), glued.group(2)))
@@ -397,8 +412,17 @@ def _is_attribution(joined: str) -> bool:
 
 def _is_dashed_attribution(joined: str) -> bool:
     """Zoho's "---- On Thu, 03 Mar 2016 17:21 +0100 Name <addr> wrote ----"."""
-    dashed = _DASHED_WROTE.fullmatch(joined)
-    return bool(dashed and _WROTE.search(dashed.group("inner")) and _DIGIT.search(joined))
+    inner = _between_dashes(joined)
+    return bool(inner and _WROTE.search(inner) and _DIGIT.search(joined))
+
+
+def _between_dashes(line: str) -> str | None:
+    """The 6 to 300 characters between two or more dashes (or '=') at each end, or None."""
+    inner = line.strip("-=")
+    if len(line) - len(line.lstrip("-=")) < 2 or len(line) - len(line.rstrip("-=")) < 2:
+        return None
+    inner = inner.strip(" \t")
+    return inner if 6 <= len(inner) <= 300 else None
 
 
 def _is_date_name(joined: str, need_colon: bool = True) -> bool:
@@ -420,7 +444,7 @@ def _is_glued_attribution(joined: str) -> bool:
     """Yahoo's "On …, Name<addr> wrote:   first quoted words" on one line."""
     if not _ATTRIBUTION_START.match(joined):
         return False
-    colon = re.search(r"[:：][ \t]{2,}\S", joined)
+    colon = _GLUED_COLON.search(joined)
     if colon is None:
         return False
     head = joined[: colon.start()]

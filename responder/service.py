@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from responder import __version__
+from responder.analysis import shared as shared_analyser
 from responder.config import ConfigError, ServiceSettings, Settings, load_instances
 from responder.discovery import trust_summary
 from responder.graph_api import GraphClient
@@ -275,6 +276,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
     log.info("responder %s starting: %s", __version__, describe_targets(instances))
     for name, settings in instances.items():
         await asyncio.to_thread(_prepare_ledger, name, settings)
+    shared_analyser().start()  # the process that reads mail starts while we sign in
     metrics = Metrics()
     endpoints = Endpoints(metrics)
     try:

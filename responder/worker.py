@@ -24,18 +24,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import pickle
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from responder import ledger as states
+from responder.analysis import Analyser, AnalysisUnavailable
+from responder.analysis import shared as shared_analyser
 from responder.answers import template_environment
 from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
 from responder.config import Settings
@@ -53,7 +53,6 @@ log = logging.getLogger("responder")
 T = TypeVar("T")
 
 DkimVerifier = Callable[[bytes], Sequence[DkimResult]]
-BIG_MESSAGE = 256 * 1024  # bytes of text: analysed in a process of its own
 READ_REUSE_SECONDS = 120.0  # a ticket read kept for the next pass serves it this long
 
 
@@ -132,9 +131,12 @@ class Responder:
         name: str = "default",
         progress: Callable[[str], None] | None = None,
         owner: str | None = None,
+        analyser: Analyser | None = None,
     ) -> None:
         self.settings = settings
-        self.owner = owner or default_owner(settings)  # whose claims, in a shared mailbox
+        # Whose claims, in a shared mailbox: given, or this ledger's (``ledger_owner``),
+        # read on the first pass.
+        self.owner: str | None = owner
         self.mailbox = mailbox
         self.halo = halo
         self.smtp = smtp
@@ -146,6 +148,7 @@ class Responder:
         self.name = name  # the config instance, in logs and metrics
         self._progress = progress or (lambda text: None)  # a backlog's progress, for a terminal
         self.rules = Rules.from_settings(settings)
+        self.analyser = analyser or shared_analyser()  # reads each message in a process
         self.outbox = Outbox(settings, ledger, smtp, template_environment(
             settings.answers.templates))
         # Ticket reads, kept across passes: a read the pass deadline cut short finishes in
@@ -204,6 +207,8 @@ class Responder:
 
     async def run_once(self) -> PassResult:
         """One pass over the mailbox; returns what happened to each message."""
+        if self.owner is None:
+            self.owner = await self._off(ledger_owner, self.ledger, self.settings)
         incoming = await self.mailbox.claim_new(
             self.owner, self.settings.service.claim_timeout_seconds
         )
@@ -248,23 +253,18 @@ class Responder:
     # -- 1. read ----------------------------------------------------------------
 
     async def _read(self, incoming: Incoming) -> Item:
-        """Read one message: a big one in a process of its own, the rest in our thread.
+        """Read one message in a worker process, under the wall-clock limit.
 
-        A thread does not keep the event loop free of a big message: the analysis holds
-        the GIL, and on a busy machine the loop waited 0.1-0.4 s at a time for it.
+        Not in a thread: the analysis holds the GIL, so a message shaped to read slowly
+        would hold up the event loop (IDLE, /healthz, the console, other instances).
         """
-        parsing = self.settings.parsing
-        if BIG_MESSAGE < len(incoming.raw) <= parsing.max_message_bytes:
-            try:
-                loop = asyncio.get_running_loop()
-                facts = await loop.run_in_executor(
-                    _analysis_process(), analyse, incoming.raw, parsing, self.rules.grammar)
-            except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
-                log.warning("analysis process unavailable (%s): reading in a thread", exc)
-                _drop_analysis_process()
-                facts = await self._off(analyse, incoming.raw, parsing, self.rules.grammar)
-        else:
-            facts = await self._off(analyse, incoming.raw, parsing, self.rules.grammar)
+        loop = asyncio.get_running_loop()
+        args = (incoming.raw, self.settings.parsing, self.rules.grammar)
+        try:
+            facts = await loop.run_in_executor(None, self.analyser.analyse, *args)
+        except (AnalysisUnavailable, OSError, pickle.PicklingError) as exc:
+            log.warning("no process to read messages (%s): reading in a thread", exc)
+            facts = await self._off(analyse, *args)
         row = await self._off(self.ledger.find, facts.key, facts.content_hash)
         return Item(incoming, facts, row=row)
 
@@ -693,24 +693,6 @@ class Responder:
         return report
 
 
-_process: ProcessPoolExecutor | None = None
-
-
-def _analysis_process() -> ProcessPoolExecutor:
-    """One process for big messages, shared by every instance, started when first needed."""
-    global _process
-    if _process is None:
-        _process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    return _process
-
-
-def _drop_analysis_process() -> None:
-    global _process
-    if _process is not None:
-        _process.shutdown(wait=False, cancel_futures=True)
-        _process = None
-
-
 def vouched(who: str) -> Verdict:
     """The verdict for a message an admin released in the console: they vouch for it."""
     return Verdict(True, "admin", f"released by {who}, who vouched for the sender")
@@ -732,10 +714,26 @@ def evidence_columns(raw: bytes, facts: Facts, verdict: Verdict | None) -> dict[
     return columns
 
 
+OWNER_STATE = "claim_owner"  # the ledger's mailbox_state row that names its claims
+
+
 def default_owner(settings: Settings) -> str:
-    """This instance's name in mailbox claims: stable across restarts, one per ledger."""
+    """A new ledger's name in mailbox claims (from this host and the ledger's path)."""
     where = f"{socket.gethostname()}:{Path(settings.state.path).resolve()}"
     return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+
+def ledger_owner(ledger: Ledger, settings: Settings) -> str:
+    """This instance's name in mailbox claims: one per ledger, kept in it.
+
+    Made once (``default_owner``) and then read back, so a restart holds the claims of
+    the run before it at once, also under another host name: a container recreated
+    after a crash gets a new one, and with a name made from the host each time, the
+    messages the killed run had claimed waited ``claim_timeout_seconds`` (10 minutes)
+    to be taken over as another instance's. A ledger from before keeps its name: the
+    first run stores the name it had been using on this host.
+    """
+    return ledger.keep_state(OWNER_STATE, default_owner(settings))
 
 
 def _ticket_of(item: Item) -> int | None:

@@ -7,6 +7,7 @@ rest on (permissions, start-up time, how to stop Dovecot) are in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import grp
 import os
@@ -354,6 +355,9 @@ class _SinkHandler:
         message = Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
         with self.sink.lock:
             self.sink.messages.append(message)
+            pause = self.sink.delay if len(self.sink.messages) >= self.sink.delay_from else 0.0
+        if pause > 0:  # kept, but not confirmed yet: a client killed now never learns it went
+            await asyncio.sleep(pause)
         return "250 Message accepted"
 
 
@@ -363,6 +367,9 @@ class SmtpSink:
 
     With ``username``/``password`` set it offers AUTH (and requires it); ``tls_context``
     enables STARTTLS. ``refuse_next(n, code)`` makes the next ``n`` recipients fail.
+    ``delay`` holds each "250" for that many seconds after the message is kept (from the
+    ``delay_from``-th message on): the window in which a sender killed has sent an answer
+    without knowing it.
     """
 
     username: str | None = None
@@ -370,6 +377,8 @@ class SmtpSink:
     tls_context: ssl.SSLContext | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    delay: float = 0.0
+    delay_from: int = 1
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _refusals: list[str] = field(default_factory=list)

@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 
+from responder.analysis import Analyser
 from responder.metrics import Metrics, serve_metrics
 from responder.service import responder
-from tests.harness import Harness, gmail_reply, reply
+from tests import slow_work
+from tests.harness import Harness, gmail_reply, offline_dkim, reply
 
 HEALTHZ_WITHIN = 0.1  # seconds
 
@@ -99,3 +101,50 @@ async def test_no_ledger_statement_of_a_pass_runs_on_the_event_loop(harness: Har
     assert [r.outcome for r in result.reports] == ["approved"] * 3
     assert (result.answers_sent, result.digests_sent) == (2, 1)  # one answer, then a digest
     assert on_loop == []
+
+
+async def test_healthz_answers_within_1_s_while_a_message_reads_past_its_limit(
+    harness: Harness,
+) -> None:
+    """A message whose reading never ends (a catastrophic pattern, in C, holding the
+    GIL of the process reading it): /healthz answers all along, the message is filed
+    as failed at the limit with the reason, unanswered, and the next one is read."""
+    harness.overrides = {"parsing": {"analysis_timeout_seconds": 3}}
+    stuck = gmail_reply("alice@example.com", 1234, "Approve", msgid="<stuck@example.com>")
+    harness.deliver(stuck.replace(b"\r\n\r\n", b"\r\n" + slow_work.MARK + b"\r\n\r\n", 1))
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+    metrics = Metrics()
+    server = await serve_metrics(metrics, "127.0.0.1", 0, stale_after=600)
+    port = server.sockets[0].getsockname()[1]
+    reader = Analyser(work=slow_work.crawl)
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROBE, str(port), stdout=asyncio.subprocess.PIPE)
+    try:
+        async with responder(harness.settings, metrics=metrics, analyser=reader,
+                             dkim_verifier=offline_dkim) as worker:
+            assert prober.stdout is not None
+            await prober.stdout.readline()
+            started = time.monotonic()
+            result = await worker.run_once()
+            took = time.monotonic() - started
+            again = await worker.run_once()
+    finally:
+        reader.close()
+        prober.kill()
+        output, _ = await prober.communicate()
+        server.close()
+        await server.wait_closed()
+    times = [float(line) for line in output.decode().split()]
+
+    outcomes = {r.sender: (r.outcome, r.reason) for r in result.reports}
+    assert outcomes == {
+        None: ("failed", "message too complex to read: not read within 3 s "
+                         "(parsing.analysis_timeout_seconds)"),
+        "bob@example.com": ("rejected", outcomes["bob@example.com"][1]),
+    }
+    assert 3 <= took < 20  # the limit, then the rest of the pass
+    assert len(times) >= 20  # /healthz was asked all through
+    assert max(times) < 1.0, f"slowest /healthz: {max(times) * 1000:.0f} ms"
+    assert [m["To"] for m in harness.answers()] == ["bob@example.com"]  # alice: no answer
+    assert len(harness.folder("Approvals/Failed")) == 1
+    assert again.reports == []  # filed: not read again

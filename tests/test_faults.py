@@ -10,17 +10,20 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from responder.config import ImapSettings, MaildirSettings
+from responder.ledger import Ledger
 from responder.mailboxes.imap import CLAIM_PREFIX, ImapMailbox
 from responder.mailboxes.maildir import MaildirMailbox, deliver
 from responder.service import responder
@@ -164,6 +167,78 @@ async def test_an_smtp_outage_delays_answers_without_blocking_decisions(harness:
     assert len(harness.posts()) == 1
 
 
+def answer_states(harness: Harness) -> list[str]:
+    ledger = Ledger(harness.settings.state.path)
+    try:
+        return [r[0] for r in ledger.db.execute("SELECT state FROM outbox ORDER BY id")]
+    finally:
+        ledger.close()
+
+
+def test_kill_9_while_the_third_answer_of_a_session_is_on_the_wire_doubles_only_it(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Three answers over one SMTP session; killed with the third kept by the server but
+    its "250" not read: the first two were recorded sent one by one, the third is marked
+    "sending", and only the third goes again (it may have gone: at least once)."""
+    for ticket_id in (2001, 2002, 2003):
+        harness.halo.add_ticket(ticket_id, "Change", [
+            {"emailaddress": "alice@example.com", "seq": 1, "actionnumber": 1}])
+        harness.deliver(gmail_reply("alice@example.com", ticket_id, "Approve",
+                                    msgid=f"<wire{ticket_id}@example.com>"))
+    harness.sink.delay, harness.sink.delay_from = 30.0, 3  # the third's "250" held back
+    config = harness.write_config(tmp_path / "config.toml")
+    with cli_process("once", config):
+        wait_for(lambda: len(harness.sink.received()) == 3, 30, "three answers kept")
+        time.sleep(0.3)  # whatever the responder would do before the "250": it did
+    assert answer_states(harness) == ["sent", "sent", "sending"]
+    harness.sink.delay = 0.0
+
+    again = run_cli("once", config)
+
+    assert again.returncode == 0, again.stdout.decode()
+    replied = Counter(str(a["In-Reply-To"]) for a in harness.answers())
+    assert replied == {"<wire2001@example.com>": 1, "<wire2002@example.com>": 1,
+                       "<wire2003@example.com>": 2}
+    assert answer_states(harness) == ["sent", "sent", "sent"]
+    assert b"was being sent when the responder stopped" in again.stderr + again.stdout
+    assert run_cli("once", config).returncode == 0 and len(harness.answers()) == 4
+
+
+async def test_an_answer_another_live_process_is_sending_is_left_to_it(
+    harness: Harness,
+) -> None:
+    """Two processes on one ledger (``run`` and an admin's ``once``): an answer marked
+    "sending" by a process still alive is not sent by the other, unless it has been
+    "sending" longer than any send takes (its pid is someone else's now)."""
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    harness.sink.refuse_next(1)
+    await harness.once()  # decided; the answer refused once: queued
+    assert answer_states(harness) == ["pending"]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ledger = Ledger(harness.settings.state.path)
+        try:
+            [item] = ledger.pending_answers()
+            assert ledger.answer_sending(item, sleeper.pid)
+        finally:
+            ledger.close()
+
+        await harness.once()
+
+        assert harness.answers() == [] and answer_states(harness) == ["sending"]
+        ledger = Ledger(harness.settings.state.path)
+        try:
+            ledger.db.execute("UPDATE outbox SET sending_at = '2026-01-01T00:00:00+00:00'")
+        finally:
+            ledger.close()
+        await harness.once()
+        assert len(harness.answers()) == 1 and answer_states(harness) == ["sent"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 # -- Halo faults: pending, never failed, nobody told; decided later -----------------------
 
 
@@ -270,10 +345,10 @@ async def test_two_instances_racing_on_one_mailbox_act_once_per_message(
     )
 
     async with responder(first) as a, responder(second) as b:
-        assert a.owner != b.owner
         results = []
         for _ in range(3):  # several rounds of racing passes
             results += await asyncio.gather(a.run_once(), b.run_once())
+        assert a.owner != b.owner  # one per ledger
 
     decided = [r.key for res in results for r in res.reports if r.outcome == "approved"]
     assert len(decided) == len(set(decided)) == len(many_tickets)
@@ -344,6 +419,29 @@ async def test_a_crashed_holders_claim_is_taken_over_after_the_timeout(harness: 
     assert [r.outcome for r in result.reports] == ["approved"]
     assert len(harness.answers()) == 1
     assert harness.halo.duplicate_decisions == 0
+
+
+async def test_a_restart_under_another_host_name_holds_its_claims_at_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container recreated after a kill -9 comes back under a new host name. The
+    messages the killed run had claimed are still this ledger's own, not another
+    instance's to wait out for ``claim_timeout_seconds`` (10 minutes by default)."""
+    harness.overrides = {"halo": {"max_retries": 0}}
+    harness.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
+    harness.halo.faults.fail_next(503, times=5, path_prefix="/api/tickets")
+    monkeypatch.setattr(socket, "gethostname", lambda: "responder-7f9c4-abcde")
+    first = await harness.once()  # claimed, Halo down: pending, still claimed ... killed
+    assert [r.outcome for r in first.reports] == ["pending"]
+    assert len(harness.folder("INBOX")) == 1
+    harness.halo.faults.clear()
+    monkeypatch.setattr(socket, "gethostname", lambda: "responder-7f9c4-zxqwv")
+
+    second = await harness.once()
+
+    assert [r.outcome for r in second.reports] == ["approved"]
+    assert approved(harness.halo) and len(harness.answers()) == 1
+    assert harness.folder("INBOX") == []
 
 
 async def test_a_live_holder_keeps_its_pending_claim(harness: Harness, tmp_path: Path) -> None:

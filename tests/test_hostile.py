@@ -195,3 +195,99 @@ def test_a_huge_html_body_is_read_in_bounded_time(body: bytes) -> None:
     # inscriptis lays out some 60,000 elements a second: 300,000 paragraphs took 5 s.
     raw = b"From: a@example.com\r\nSubject: Re: [ID:1]\r\nContent-Type: text/html\r\n\r\n" + body
     assert timed(raw, ParsingSettings()) < 2
+
+
+# --- issue 19: the inputs that froze the service -----------------------------------------
+
+
+def folded_encoded_words(size: int) -> str:
+    """Encoded-words, folded over lines, that decode to one unbroken run of letters."""
+    word = "=?utf-8?q?" + "a" * 60 + "?="
+    return "\r\n ".join([word] * (size // (len(word) + 3)))
+
+
+def crafted(shape: str) -> bytes:
+    """The issue's shapes: each took 13 to 40 s of CPU, holding the GIL all along."""
+    if shape == "display name":  # 100 KB unbroken: about 40 s
+        return reply(f'"{"a" * 100_000}" <alice@example.com>', "Re: Approval [ID:1234]",
+                     "Approve")
+    if shape == "folded encoded-words":  # 112 KB decoding to one run: 16 to 27 s
+        return reply(f"{folded_encoded_words(112_000)} <alice@example.com>",
+                     "Re: Approval [ID:1234]", "Approve")
+    if shape == "@ lines":  # 60 KB of lines of "@" under the reply: about 13 s
+        return reply("alice@example.com", "Re: Approval [ID:1234]",
+                     "Approve\n\n" + ("@" * 399 + ":\n") * 150)
+    assert shape == "deep nesting"  # 1.9 MB at 49 levels: 13.6 s
+    return deep_nest_then_lines(49, b"\r\n", 1_900_000 // 2)
+
+
+SHAPES = ["display name", "folded encoded-words", "@ lines", "deep nesting"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_crafted_inputs_of_issue_19_read_in_a_fraction_of_a_second(shape: str) -> None:
+    raw = crafted(shape)
+    assert timed(raw, ParsingSettings()) < 0.5
+
+
+def test_a_display_name_of_100_kb_is_not_read_for_addresses() -> None:
+    facts = analyse(crafted("display name"))
+    assert facts.sender is None
+    assert facts.suspicious == ("the From: header cannot be read: 100022 characters "
+                                "(at most 2000)",)
+
+
+def test_lines_of_at_signs_are_read_and_the_decision_found() -> None:
+    facts = analyse(crafted("@ lines"))
+    assert (facts.sender, facts.decision, facts.unreadable) == (
+        "alice@example.com", Decision.APPROVE, None)
+
+
+@pytest.mark.parametrize(("depth", "allowed"), [(8, True), (9, False), (49, False)])
+def test_multiparts_nest_at_most_8_deep(depth: int, allowed: bool) -> None:
+    raw = deep_nest_then_lines(depth, b"", 0) + b"Content-Type: text/plain\r\n\r\nApprove\r\n"
+    facts = analyse(raw)
+    if allowed:
+        assert (facts.decision, facts.unreadable) == (Decision.APPROVE, None)
+    else:
+        assert facts.unreadable == ("message too complex to read: multiparts nested more "
+                                    "than 8 deep")
+
+
+def test_a_nest_over_a_megabyte_of_empty_lines_is_refused_before_it_is_scanned() -> None:
+    raw = deep_nest_then_lines(3, b"\n", 1_000_000)
+    assert timed(raw, ParsingSettings()) < 0.3
+    assert "lines inside 3 nested multiparts" in (analyse(raw).unreadable or "")
+
+
+def test_a_header_block_over_256_kb_is_not_read() -> None:
+    raw = b"X-Filler: x\r\n" * 25_000 + gmail_reply("alice@example.com", 1234, "Approve")
+    facts = analyse(raw, ParsingSettings())
+    header = raw.index(b"\r\n\r\n")
+    assert facts.sender is None
+    assert facts.unreadable == ("message too complex to read: a header block of "
+                                f"{header} bytes (at most 262144)")
+
+
+async def test_the_crafted_messages_are_filed_in_one_quick_pass_and_the_rest_decided(
+    harness: Harness,
+) -> None:
+    for shape in SHAPES:
+        harness.deliver(crafted(shape))
+    harness.deliver(gmail_reply("bob@example.com", 1234, "Reject"))
+
+    started = time.monotonic()
+    result = await harness.once()
+    took = time.monotonic() - started
+
+    outcomes = sorted((r.outcome, r.sender or "-") for r in result.reports)
+    assert outcomes == [
+        ("approved", "alice@example.com"),  # the "@" lines are only its note
+        ("failed", "-"),  # nested 49 deep: too complex to read, never answered
+        ("quarantined", "-"),  # the 100 KB display name
+        ("quarantined", "-"),  # the folded encoded-words (112 KB)
+        ("rejected", "bob@example.com"),
+    ]
+    assert took < 10
+    assert sorted(m["To"] for m in harness.answers()) == [
+        "alice@example.com", "bob@example.com"]

@@ -64,6 +64,29 @@ def test_answers_refused_too_often_are_dropped_not_retried_forever(tmp_path: Pat
     assert ledger.pending_answers(3) == [] and ledger.outbox_size() == 0
 
 
+def test_an_answer_goes_pending_sending_sent_and_one_process_takes_it(tmp_path: Path) -> None:
+    """Marked "sending" by one process just before it goes: another process on the ledger
+    cannot take it then; refused, it is pending again; a crash leaves it "sending", found
+    again with the process that was sending it."""
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    ledger.record("<a@x>", state=SUBMITTING, content_hash="h")
+    ledger.queue_answer("<a@x>", "alice@example.com", b"raw")
+    [item] = ledger.pending_answers()
+    assert item.sending_pid is None
+    assert ledger.answer_sending(item, 4242)
+    assert not ledger.answer_sending(item, 4343)  # as it was found: pending; no longer
+    [crashed] = ledger.pending_answers()
+    assert crashed.sending_pid == 4242 and ledger.outbox_size() == 1
+    assert ledger.answers_to("alice@example.com", timedelta(hours=1)) == 1
+    assert ledger.answer_sending(crashed, 4343)  # taken over (the caller saw 4242 gone)
+    ledger.answer_failed(crashed, "451 try later")
+    [again] = ledger.pending_answers()
+    assert (again.sending_pid, again.attempts) == (None, 1)
+    assert ledger.answer_sending(again, 4343)
+    ledger.answer_sent(again)
+    assert ledger.pending_answers() == [] and ledger.outbox_size() == 0
+
+
 # -- schema versions: upgraded at start from every earlier one, newer ones refused ------------
 
 def _ledger_as_of(path: Path, applied: int, *, versioned: bool) -> None:

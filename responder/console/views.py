@@ -95,8 +95,8 @@ def overview(instances: Mapping[str, Settings], metrics: Metrics | None,
                     per_day[date.fromisoformat(day)][group] += count
             halo_used = _halo_requests(ledger, settings)
             outbox = dict(ledger.db.execute(
-                "SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'held', "
-                "'dropped') GROUP BY state"
+                "SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'sending', "
+                "'held', 'dropped') GROUP BY state"
             ).fetchall())
             problems += [{"instance": name, **dict(r)} for r in ledger.db.execute(
                 "SELECT key, sender, ticket_id, outcome, reason, created_at FROM messages "
@@ -134,7 +134,7 @@ def _status(name: str, settings: Settings, metrics: Metrics | None,
         mailbox=mailbox,
         healthy=bool(age is not None and age <= stale and metrics and metrics.mailbox_ok),
         last_pass=f"{age:.0f} s ago" if age is not None else "none yet",
-        outbox=int(outbox.get("pending", 0)) + int(outbox.get("held", 0)),
+        outbox=sum(int(outbox.get(state, 0)) for state in ("pending", "sending", "held")),
         dropped=int(outbox.get("dropped", 0)),
         halo_used=halo_used,
         halo_limit=halo.requests_per_window,

@@ -6,13 +6,23 @@ when it could try none of them, so the orchestrator does not know which one it h
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+# Called just before message ``i`` goes out (the outbox marks it "sending"); False leaves
+# it unsent (another process took it). And just after, with None or the error: so each
+# message's fate is recorded before the next one goes, whatever the connection carries.
+Before = Callable[[int], Awaitable[bool]]
+After = Callable[[int, str | None], Awaitable[None]]
 
 
 class Sender(Protocol):
-    async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
-        """None or an error per message; shorter than ``messages`` if the rest were not
-        tried; SmtpError when none could be tried."""
+    async def send_many(self, messages: list[tuple[str, bytes]], *,
+                        before: Before | None = None,
+                        after: After | None = None) -> list[str | None]:
+        """None or an error per message (None too for one ``before`` declined); shorter
+        than ``messages`` if the rest were not tried; SmtpError when none could be tried
+        (then neither hook was called)."""
 
     async def check(self) -> str:
         """Sign in without sending; a one-line description for ``responder check``."""

@@ -13,6 +13,7 @@ import base64
 import logging
 
 from responder.graph_api import GraphClient, GraphError, error_code
+from responder.senders import After, Before
 from responder.senders.smtp import SmtpError
 
 log = logging.getLogger("responder.graph")
@@ -30,23 +31,39 @@ class GraphSender:
     def __init__(self, client: GraphClient) -> None:
         self.client = client
 
-    async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
-        """One sendMail per answer; a refusal of one answer does not stop the others."""
+    async def send_many(self, messages: list[tuple[str, bytes]], *,
+                        before: Before | None = None,
+                        after: After | None = None) -> list[str | None]:
+        """One sendMail per answer; a refusal of one answer does not stop the others.
+
+        ``before``/``after`` run around each one (see ``senders.Before``); when Graph
+        refuses the first one tried as a whole (unreachable, throttled, no permission),
+        GraphSendError is raised without ``after``: that one was not sent."""
         if not messages:
             return []
         results: list[str | None] = []
+        tried = False
         await self.client.open()
         try:
-            for _recipient, raw in messages:
+            for index, (_recipient, raw) in enumerate(messages):
+                if before is not None and not await before(index):
+                    results.append(None)
+                    continue
+                error: str | None = None
+                whole = False
                 try:
                     await self.send(raw)
-                    results.append(None)
                 except GraphError as exc:
-                    if not results and exc.status in _WHOLE_BATCH:
+                    whole = exc.status in _WHOLE_BATCH
+                    if whole and not tried:
                         raise GraphSendError(str(exc)) from None
-                    results.append(str(exc)[:300])
-                    if exc.status in _WHOLE_BATCH:
-                        break  # the rest were not tried
+                    error = str(exc)[:300]
+                tried = True
+                results.append(error)
+                if after is not None:
+                    await after(index, error)
+                if whole:
+                    break  # the rest were not tried
         finally:
             await self.client.close()
         return results

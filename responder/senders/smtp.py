@@ -9,6 +9,7 @@ import aiosmtplib
 
 from responder.config import SmtpSettings
 from responder.oauth import TokenError, TokenSource, b64, oauthbearer, token_source
+from responder.senders import After, Before
 
 
 class SmtpError(Exception):
@@ -76,11 +77,15 @@ class SmtpSender:
         elif s.username and s.password:
             await client.login(s.username, s.password.get_secret_value())
 
-    async def send_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
+    async def send_many(self, messages: list[tuple[str, bytes]], *,
+                        before: Before | None = None,
+                        after: After | None = None) -> list[str | None]:
         """Send (recipient, raw) pairs over one connection: None or an error per message.
 
         The list is shorter than ``messages`` when the connection broke: the rest were not
-        tried. SmtpError when no connection or sign-in was possible at all.
+        tried. SmtpError when no connection or sign-in was possible at all. ``before`` and
+        ``after`` run around each message (see ``senders.Before``): one session, but each
+        answer recorded as it goes, so a crash leaves at most one unrecorded.
         """
         if not messages:
             return []
@@ -93,20 +98,31 @@ class SmtpSender:
             raise SmtpError(self._describe(exc)) from None
         results: list[str | None] = []
         try:
-            for recipient, raw in messages:
-                try:
-                    await client.sendmail(self.settings.from_, [recipient], raw)
+            for index, (recipient, raw) in enumerate(messages):
+                if before is not None and not await before(index):
                     results.append(None)
-                except (aiosmtplib.SMTPResponseException,
-                        aiosmtplib.SMTPRecipientsRefused) as exc:
-                    results.append(self._describe(exc))  # this one refused; go on
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    results.append(self._describe(exc))
-                    break  # the connection is gone
+                    continue
+                error, gone = await self._send_one(client, recipient, raw)
+                results.append(error)
+                if after is not None:
+                    await after(index, error)
+                if gone:
+                    break  # the connection is gone: the rest were not tried
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
         return results
+
+    async def _send_one(self, client: aiosmtplib.SMTP, recipient: str,
+                        raw: bytes) -> tuple[str | None, bool]:
+        """None or the error; and whether the connection is gone with it."""
+        try:
+            await client.sendmail(self.settings.from_, [recipient], raw)
+            return None, False
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
+            return self._describe(exc), False  # this one refused; go on
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return self._describe(exc), True
 
     async def check(self) -> str:
         client = self._client()
