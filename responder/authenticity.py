@@ -317,7 +317,7 @@ def exchange_internal(
     if not values:
         return _Internal(None, "", lines)
     if not settings.exchange_internal:
-        hint = ("set [security] exchange_internal = true (README \"Security model\") to trust "
+        hint = ("set [security] exchange_internal = true (docs/security.md) to trust "
                 "it" if len(values) == 1 and values[0].strip().lower() == "internal" else "")
         return _Internal(None, f"{AUTHAS_HEADER}: {values[0].strip()[:40]} seen; {hint}"
                          if hint else "", lines)

@@ -418,7 +418,7 @@ class SecuritySettings(Section):
     require_token: bool = False
     # Microsoft 365: the tenant's accepted domains, and whether mail Exchange Online
     # stamps "X-MS-Exchange-Organization-AuthAs: Internal" from them counts as
-    # authenticated (README "Security model" says what this trusts).
+    # authenticated (docs/security.md says what this trusts).
     internal_domains: tuple[str, ...] = ()
     exchange_internal: bool = False
 
@@ -473,7 +473,7 @@ class ServiceSettings(Section):
 class WebSettings(Section):
     """The review console (responder/console): off unless ``port`` is set.
 
-    Serve it only behind a TLS reverse proxy (see the README); the password is kept as
+    Serve it only behind a TLS reverse proxy (docs/operations.md); the password is kept as
     an argon2id hash, made with ``responder web-password``.
     """
 

@@ -1,4 +1,4 @@
-"""The command line, as a user runs it (every command is also shown in the README)."""
+"""The command line, as a user runs it (every command is also shown in docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from responder.cli import _parser, main
 from tests.harness import Harness, gmail_reply, outlook_reply
 
-README = Path(__file__).parent.parent / "README.md"
+OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
 
 
 def test_demo_decides_the_seeded_replies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,11 +112,11 @@ def test_once_exits_1_when_something_failed(harness: Harness, tmp_path: Path) ->
     assert main(["once", "--config", str(config)]) == 1
 
 
-def test_every_command_is_shown_in_the_readme() -> None:
-    readme = README.read_text()
+def test_every_command_is_shown_in_the_operations_guide() -> None:
+    guide = OPERATIONS.read_text()
     commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in commands:
-        assert f"responder {name}" in readme, f"README does not show `responder {name}`"
+        assert f"responder {name}" in guide, f"docs/operations.md does not show `responder {name}`"
 
 
 def test_two_mailboxes_in_one_config(harness: Harness, tmp_path: Path,

@@ -2,7 +2,7 @@
 against ``responder run`` with the stand-in Halo, Dovecot and the SMTP sink.
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium, which
-scripts/test.sh installs when missing. It takes the README's screenshots on the way;
+scripts/test.sh installs when missing. It takes the docs' screenshots on the way;
 they land in a temporary folder unless ``RESPONDER_SCREENSHOTS=docs`` asks it to refresh
 docs/console-overview.png and docs/console-message.png (a test run leaves the tree alone).
 """

@@ -1,7 +1,7 @@
 """Deploying as written: deploy/install.sh run for real, the unit and the image agreeing.
 
 ``test_install_script_runs_the_install_steps`` runs the install script the way the
-README says (as root; CI runs as root, without systemd): it creates the user, the
+docs/operations.md says (as root; CI runs as root, without systemd): it creates the user, the
 virtualenv in /opt, /etc/halo-approval-responder, installs the unit and checks it with
 ``systemd-analyze verify`` when that is installed. It changes this machine (a system
 user, /opt, /etc), so it only runs as root and otherwise reports itself skipped.
@@ -62,9 +62,9 @@ def test_unit_and_image_use_the_paths_of_the_config_example() -> None:
     assert re.search(r"^HEALTHCHECK .*CMD .*/healthz", image, re.M | re.S)
     assert re.search(r"^USER responder$", image, re.M)
     assert "--uid 10001" in image
-    readme = (REPO / "README.md").read_text()
-    assert f"-v /srv/responder/config.toml:{CONFIG}:ro" in readme
-    assert "install -m 600 -o 10001 -g 10001 config.toml" in readme
+    guide = (REPO / "docs" / "operations.md").read_text()
+    assert f"-v /srv/responder/config.toml:{CONFIG}:ro" in guide
+    assert "install -m 600 -o 10001 -g 10001 config.toml" in guide
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="installs a system user and /opt: root only")

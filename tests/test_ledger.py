@@ -200,11 +200,14 @@ def test_a_digest_takes_its_held_answers_as_one_unit(tmp_path: Path) -> None:
     assert ledger.outbox_size() == 1 and ledger.last_digest_at("alice@example.com") is not None
 
 
-def test_the_readmes_upgrade_and_backup_samples_show_the_current_schema() -> None:
-    """The README's sample outputs name the schema version this release writes."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    sample = r"ledger\.sqlite3(?:,| to \S+: \d+ messages,) schema version (\d+)"
+def test_the_docs_upgrade_and_backup_samples_show_the_current_schema() -> None:
+    """The guides' sample outputs name the schema version this release writes."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text() + (root / "docs" / "operations.md").read_text()
+    sample = r"ledger\.sqlite3(?:,| to \S+: \d+ messages,) schema version (\d+)(?!;)"
     started = re.findall(sample, readme)
-    assert len(started) == 2 and {int(n) for n in started} == {len(MIGRATIONS)}  # run, backup
+    # run's log, backup's line, check's ledger line (README and operations)
+    assert len(started) == 4 and {int(n) for n in started} == {len(MIGRATIONS)}
+    assert f"the next run migrates it to {len(MIGRATIONS)}" in readme  # check, an older one
     assert f"schema version {len(MIGRATIONS)} ({MIGRATIONS[-1][0]})" in readme  # the log
     assert f"this one knows up to {len(MIGRATIONS)}" in readme

@@ -341,7 +341,7 @@ class GraphMailbox:
         if exc.status == 403:
             return MailboxAuthError(
                 f"graph {self._settings.mailbox}: missing permission Mail.ReadWrite ({exc}; "
-                'README, Microsoft 365: New-ManagementRoleAssignment -Role '
+                'docs/microsoft-365.md: New-ManagementRoleAssignment -Role '
                 '"Application Mail.ReadWrite")')
         return MailboxError(str(exc))
 

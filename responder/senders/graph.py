@@ -3,7 +3,7 @@
 The MIME message the answer templates build goes out as it is (base64, ``Content-Type:
 text/plain``, as Graph takes MIME), so In-Reply-To/References threading and both the text
 and the HTML part are kept; Exchange saves a copy in Sent Items. Needs the application
-permission Mail.Send (scoped to the mailbox with RBAC for Applications: see README).
+permission Mail.Send (scoped to the mailbox with RBAC for Applications: see docs/microsoft-365.md).
 Used when the mailbox is [graph] and no [smtp] section is given.
 """
 
@@ -93,7 +93,7 @@ class GraphSender:
             if exc.status == 403:
                 raise GraphSendError(
                     f"graph sendMail as {mailbox}: missing permission "
-                    "Mail.Send (README, Microsoft 365: New-ManagementRoleAssignment "
+                    "Mail.Send (docs/microsoft-365.md: New-ManagementRoleAssignment "
                     '-Role "Application Mail.Send")') from None
             raise GraphSendError(f"graph sendMail: {exc}") from None
         finally:
