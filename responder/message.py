@@ -120,6 +120,7 @@ class Facts:
 _HEAD = 256 * 1024  # the most of a too-large message read: its header, for the ledger
 MAX_HEADER_BYTES = _HEAD  # a longer header block is not read (real ones: a few KB to 60 KB)
 MAX_HEADER_TEXT = 4_000  # characters of a header decoded for its text (the Subject)
+FROM_HASHED = 4_000  # characters of an unreadable From: that tell its copies apart
 
 
 def analyse(
@@ -189,8 +190,9 @@ def _read(msg: Message, raw: bytes, parsing: ParsingSettings, grammar: Grammar) 
         sent_at=sent_at(msg),
         references=references(msg),
         original=reply.original,
-        content_hash=content_hash(sender, subject, bodies.plain, bodies.html,
-                                  str(msg.get("Date") or "")),
+        # a From: that cannot be read still tells two senders' messages apart
+        content_hash=content_hash(sender or str(msg.get("From") or "")[:FROM_HASHED],
+                                  subject, bodies.plain, bodies.html, str(msg.get("Date") or "")),
         problems=bodies.problems,
         unreadable=unreadable,
         language=read.language or reply.language,

@@ -153,6 +153,15 @@ def test_a_replay_with_a_changed_message_id_has_the_same_content_hash() -> None:
     assert first.content_hash == replay.content_hash != other_ticket.content_hash
 
 
+def test_messages_whose_from_cannot_be_read_are_not_copies_of_each_other() -> None:
+    """Two hostile messages with unreadable From: headers but the same words and Date are
+    two messages: the second is read (and refused) on its own, not filed as a copy."""
+    one = analyse(reply('"' + "a" * 3000 + '" <dave@example.com>', "Re: [ID:1]", "Approve"))
+    two = analyse(reply('"' + "b" * 3000 + '" <erin@example.com>', "Re: [ID:1]", "Approve"))
+    assert one.sender is None and two.sender is None
+    assert one.content_hash != two.content_hash
+
+
 def test_an_outlook_forward_is_a_forward() -> None:
     body = ("Approve\n\n________________________________\nFrom: Service Desk <sd@example.com>\n"
             "Sent: Saturday, November 28, 2026 8:55 AM\nTo: Alice\n"
