@@ -30,8 +30,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from responder.config import ParsingSettings
-from responder.decision import DEFAULT_GRAMMAR, Grammar
-from responder.message import Facts, analyse, nothing_read
+from responder.reading.decision import DEFAULT_GRAMMAR, Grammar
+from responder.reading.message import Facts, analyse, nothing_read
 
 log = logging.getLogger("responder")
 

@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from responder.banners import check_patterns
+from responder.reading.banners import check_patterns
 
 TlsMode = Literal["implicit", "starttls", "none"]
 AuthPolicy = Literal["require", "dkim-only", "off"]
@@ -215,8 +215,8 @@ _AUTH_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 class MailSignIn(Section):
     """How [imap] and [smtp] sign in: a password, or OAuth2 (SASL XOAUTH2 / OAUTHBEARER).
 
-    See responder/oauth.py; every key a mode needs is required and keys of other modes are
-    refused, each error naming its key.
+    See responder/connections/oauth.py; every key a mode needs is required and keys of
+    other modes are refused, each error naming its key.
     """
 
     auth: str = "password"

@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from responder.authenticity import Verdict
 from responder.config import FolderSettings, Settings
-from responder.decision import Decision, Grammar
-from responder.message import Facts, normalise_address
-from responder.tickets import Approver, Result, Submission, Ticket
+from responder.halo.tickets import Approver, Result, Submission, Ticket
+from responder.reading.decision import Decision, Grammar
+from responder.reading.message import Facts, normalise_address
+from responder.trust.authenticity import Verdict
 
 
 class Outcome(StrEnum):

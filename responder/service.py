@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from responder import __version__
 from responder.analysis import shared as shared_analyser
 from responder.config import ConfigError, ServiceSettings, Settings, load_instances
-from responder.discovery import trust_summary
-from responder.graph_api import GraphClient
-from responder.halo import HaloClient, HaloError
+from responder.connections.graph import GraphClient
+from responder.connections.oauth import TokenSource, token_source
+from responder.halo.client import HaloClient, HaloError
+from responder.halo.tickets import Ticket
 from responder.ledger import Ledger, LedgerError, schema_version
 from responder.logs import warn_exposed_secrets
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
@@ -29,11 +30,10 @@ from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
 from responder.mailboxes.maildir import MaildirMailbox
 from responder.metrics import Metrics, serve_metrics
-from responder.oauth import TokenSource, token_source
 from responder.senders import Sender
 from responder.senders.graph import GraphSender
 from responder.senders.smtp import SmtpError, SmtpSender
-from responder.tickets import Ticket
+from responder.trust.discovery import trust_summary
 from responder.worker import PassResult, Responder
 
 if TYPE_CHECKING:

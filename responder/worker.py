@@ -36,18 +36,18 @@ from typing import Any, TypeVar
 from responder import ledger as states
 from responder.analysis import Analyser, AnalysisUnavailable
 from responder.analysis import shared as shared_analyser
-from responder.answers import template_environment
-from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
+from responder.answers.compose import template_environment
+from responder.answers.outbox import Outbox
 from responder.config import Settings
-from responder.halo import HaloClient, HaloError, HaloRejected, HaloUnavailable, HaloUnusable
+from responder.halo.client import HaloClient, HaloError, HaloRejected, HaloUnavailable, HaloUnusable
+from responder.halo.tickets import Approver, Result, Submission, Ticket
 from responder.ledger import Ledger, Row
 from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
-from responder.message import Facts, analyse
 from responder.metrics import Metrics
-from responder.outbox import Outbox
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
+from responder.reading.message import Facts, analyse
 from responder.senders import Sender
-from responder.tickets import Approver, Result, Submission, Ticket
+from responder.trust.authenticity import DkimResult, Verdict, judge, verify_dkim
 
 log = logging.getLogger("responder")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ prints one table side by side, with the command that produced it:
   decision (token requests excluded), 429s, wall time;
 - peak RSS of a child process running one pass over --attachments replies carrying an
   --attachment-mb MB attachment each, next to the RSS of the same process idle;
-- CPU time of ``responder.message.analyse`` per message over the shared corpus.
+- CPU time of ``responder.reading.message.analyse`` per message over the shared corpus.
 
 ``--graph`` prints the Microsoft Graph figures instead (``scripts/bench_graph.py``):
 arrival-to-decision latency at the default 10 s poll, Graph calls per decision, peak RSS
@@ -61,9 +61,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from responder.config import parse_settings  # noqa: E402
-from responder.message import analyse  # noqa: E402
+from responder.halo.standin import StandinHalo  # noqa: E402
+from responder.reading.message import analyse  # noqa: E402
 from responder.service import responder  # noqa: E402
-from responder.standin import StandinHalo  # noqa: E402
 from tests.harness import Harness, gmail_reply, reply  # noqa: E402
 from tests.servers import Dovecot, SmtpSink  # noqa: E402
 

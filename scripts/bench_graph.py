@@ -31,8 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from responder.halo.standin import StandinHalo  # noqa: E402
 from responder.service import responder  # noqa: E402
-from responder.standin import StandinHalo  # noqa: E402
 from tests.graph_harness import GraphHarness  # noqa: E402
 from tests.harness import gmail_reply, reply  # noqa: E402
 from tests.standin_graph import StandinGraph  # noqa: E402

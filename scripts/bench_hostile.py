@@ -4,7 +4,7 @@
 
 Builds each shape an attacker may send, at about --mb MB of text (the default message
 size limit is 2 MB), next to ordinary mail, and prints the CPU seconds
-``responder.message.analyse`` takes for each, per MB, and what it made of the message.
+``responder.reading.message.analyse`` takes for each, per MB, and what it made of the message.
 With --worker each is also read the way the service reads it, in the worker process
 (``responder.analysis``), and the wall time of that is shown beside. The last lines
 give the worst crafted input and the slowest ordinary mail. Goal: no input slower than
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from responder.analysis import Analyser  # noqa: E402
 from responder.config import ParsingSettings  # noqa: E402
-from responder.message import Facts, analyse  # noqa: E402
+from responder.reading.message import Facts, analyse  # noqa: E402
 from tests.clients import outlook_desktop  # noqa: E402
 from tests.harness import gmail_reply, reply  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Chaos stress loop: rounds of replies through ``responder run`` killed with ``kill -9``.
 
-A real Dovecot, the SMTP sink and the stand-in Halo (tests/servers.py, responder/standin.py),
+A real Dovecot, the SMTP sink and the stand-in Halo (tests/servers.py, responder/halo/standin.py),
 started once; ``responder run`` as a subprocess. Each round, with a fresh mailbox and
 ledger, gives ``--replies`` tickets to approvers (``--per-approver`` each: more than the
 hourly answer limit of 10, so most answers go out in digests spaced ``--digest-seconds``),
@@ -43,9 +43,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from responder.digest import DIGEST  # noqa: E402
-from responder.message import RESPONDER_HEADER  # noqa: E402
-from responder.standin import BEHAVIOURS, StandinHalo  # noqa: E402
+from responder.answers.digest import DIGEST  # noqa: E402
+from responder.halo.standin import BEHAVIOURS, StandinHalo  # noqa: E402
+from responder.reading.message import RESPONDER_HEADER  # noqa: E402
 from tests.harness import Harness, gmail_reply  # noqa: E402
 from tests.servers import Dovecot, SmtpSink  # noqa: E402
 
@@ -63,7 +63,7 @@ class Service:
     def start(self, hostname: str | None = None) -> None:
         """Start it; with ``hostname``, under that host name (in a UTS namespace of its
         own), as a container recreated after a crash comes back under a new one."""
-        command = [sys.executable, "-m", "responder.cli", "run", "--config", str(self.config)]
+        command = [sys.executable, "-m", "responder", "run", "--config", str(self.config)]
         if hostname is not None:
             command = ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$@"',
                        "sh", *command]

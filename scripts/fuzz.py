@@ -1,4 +1,4 @@
-"""Fuzz ``responder.message.analyse`` with mutations of the malformed-mail corpus.
+"""Fuzz ``responder.reading.message.analyse`` with mutations of the malformed-mail corpus.
 
 Seeds: ``mail-parser/tests/mails`` in the shared corpus ($RESPONDER_CORPUS, default
 ../shared/corpus), read in place. Each try mutates a seed (bit flips, byte runs,
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from responder.message import analyse  # noqa: E402
+from responder.reading.message import analyse  # noqa: E402
 from tests.corpus_cases import corpus_path  # noqa: E402
 
 Mutation = Callable[[random.Random, bytes], bytes]

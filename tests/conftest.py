@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.standin import StandinHalo
+from responder.halo.standin import StandinHalo
 from tests.corpus_cases import SKIPPED
 from tests.harness import Harness
 from tests.servers import Dovecot, SmtpSink

@@ -19,9 +19,9 @@ from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
-from responder.body import decode_text
-from responder.message import analyse
-from responder.reply import Reply
+from responder.reading.body import decode_text
+from responder.reading.message import analyse
+from responder.reading.reply import Reply
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from responder.standin import StandinHalo
+from responder.halo.standin import StandinHalo
 
 CLIENT_SECRET = "s3cret-standin-value"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from responder.config import Settings, parse_settings
+from responder.halo.standin import StandinHalo
 from responder.service import responder
-from responder.standin import StandinHalo
 from responder.worker import PassResult
 from tests.harness import AUTHSERV, halo_posts, ledger_rows, with_overrides, write_toml
 from tests.standin_graph import Recorded, StandinGraph

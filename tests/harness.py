@@ -15,11 +15,11 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from responder.authenticity import DkimResult, verify_dkim
 from responder.config import Settings, parse_settings
+from responder.halo.standin import StandinHalo
 from responder.ledger import Ledger
 from responder.service import responder
-from responder.standin import StandinHalo
+from responder.trust.authenticity import DkimResult, verify_dkim
 from responder.worker import PassResult
 from tests.servers import Dovecot, SmtpSink
 

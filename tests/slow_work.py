@@ -10,8 +10,8 @@ import os
 import re
 
 from responder.config import ParsingSettings
-from responder.decision import Grammar
-from responder.message import Facts, analyse
+from responder.reading.decision import Grammar
+from responder.reading.message import Facts, analyse
 
 MARK = b"X-Test-Crawl: yes"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.addresses import (
+from responder.reading.addresses import (
     MAX_HEADER_CHARS,
     AddressSyntax,
     Mailbox,

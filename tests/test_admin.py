@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from responder.cli import _parser, once_summary
+from responder.commands.cli import _parser, once_summary
 from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
 
@@ -35,7 +35,7 @@ def responder(*args: str | Path, stdin: bytes | None = None,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``responder ARGS`` as a shell runs it (the installed entry point's module)."""
     return subprocess.run(
-        [sys.executable, "-m", "responder.cli", *map(str, args)],
+        [sys.executable, "-m", "responder", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=90, input=stdin and stdin.decode(),
         env={**os.environ, **(env or {})},
     )
@@ -134,7 +134,7 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     ledger.close()
 
     done = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m responder.cli audit -c "{config}" | head -1; '
+        ["bash", "-c", f'"{sys.executable}" -m responder audit -c "{config}" | head -1; '
                        'echo "status ${PIPESTATUS[0]}" >&2'],
         cwd=REPO, capture_output=True, text=True, timeout=60)
 
@@ -381,7 +381,7 @@ class Service:
         self.log = log
         self._out = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "responder.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "responder", "run", "--config", str(config)],
             cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def lines(self) -> list[str]:

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from responder.ledger import MIGRATIONS, Ledger
-from responder.message import analyse
 from responder.plan import ANSWERED, Outcome
+from responder.reading.message import analyse
 from tests.clients import outlook_desktop
 from tests.harness import Harness, gmail_reply, text_of
 from tests.test_admin import REPO, Service, closed_port, health, maildir_config, responder
@@ -145,7 +145,7 @@ def run_in(folder: Path, *args: str | Path, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     """``responder ARGS`` typed in a shell whose working directory is ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "responder.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "responder", *map(str, args)],
                           cwd=folder, capture_output=True, text=True, timeout=90,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
@@ -354,7 +354,7 @@ def test_every_documented_exit_code_is_what_a_shell_sees(harness: Harness, tmp_p
                       outcome="approved", reason="recorded in Halo " * 4)
     ledger.close()
     piped = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m responder.cli audit -c "{config}" | head -1 '
+        ["bash", "-c", f'"{sys.executable}" -m responder audit -c "{config}" | head -1 '
                        '>/dev/null; echo "${PIPESTATUS[0]}"'],
         cwd=REPO, capture_output=True, text=True, timeout=60)
     seen[int(piped.stdout)] = "audit | head"

@@ -18,7 +18,7 @@ import pytest
 
 from responder.analysis import Analyser, too_complex
 from responder.config import ParsingSettings
-from responder.message import analyse
+from responder.reading.message import analyse
 from tests import slow_work
 from tests.harness import gmail_reply
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import dkim
 import pytest
 
-from responder.authenticity import DkimResult, verify_dkim
-from responder.cli import main
+from responder.commands.cli import main
+from responder.trust.authenticity import DkimResult, verify_dkim
 from responder.worker import PassResult
 from tests import shapes
 from tests.dkim_keys import new_dkim_key

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from responder.message import analyse
-from responder.quotes import split_reply
+from responder.reading.message import analyse
+from responder.reading.quotes import split_reply
 from tests.harness import RESPONDER_ADDRESS, reply
 
 QUOTED = "Ticket 1234 needs your approval.\nApprove or reject it by replying."

@@ -18,14 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.authenticity import (
+from responder.config import SecuritySettings
+from responder.trust.authenticity import (
     Verdict,
     aligned,
     judge,
     organisational_domain,
     verify_dkim,
 )
-from responder.config import SecuritySettings
 from tests.dkim_keys import new_dkim_key
 
 OURS = "mx.example.org"

@@ -13,10 +13,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from responder.halo import HaloClient
+from responder.halo.client import HaloClient
+from responder.halo.standin import StandinHalo
 from responder.ledger import Ledger
 from responder.service import responder
-from responder.standin import StandinHalo
 from tests.harness import Harness, gmail_reply
 from tests.test_run import Running, until
 

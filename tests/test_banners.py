@@ -10,12 +10,12 @@ from email import message_from_bytes
 
 import pytest
 
-from responder.banners import banners_for, strip_banner_tags
-from responder.body import read_bodies
 from responder.config import ParsingSettings
-from responder.decision import Grammar
-from responder.message import analyse, strip_subject_prefixes
-from responder.reply import extract_reply
+from responder.reading.banners import banners_for, strip_banner_tags
+from responder.reading.body import read_bodies
+from responder.reading.decision import Grammar
+from responder.reading.message import analyse, strip_subject_prefixes
+from responder.reading.reply import extract_reply
 from tests.clients import (
     BANNERS,
     CLIENTS,

@@ -11,7 +11,7 @@ from email.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.body import decode_text, read_bodies, unflow
+from responder.reading.body import decode_text, read_bodies, unflow
 
 
 def parse(raw: bytes) -> Message:

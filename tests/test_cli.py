@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.cli import _parser, main
+from responder.commands.cli import _parser, main
 from tests.harness import Harness, gmail_reply, outlook_reply
 
 OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"

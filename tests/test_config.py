@@ -185,7 +185,7 @@ def _check(tmp_path: Path, base_url: str, auth_url: str = "") -> subprocess.Comp
     path.write_text(CONFIG.format(base_url=base_url, mail=tmp_path / "mail",
                                   auth_url=f'auth_url = "{auth_url}"\n' if auth_url else ""))
     path.chmod(0o600)
-    return subprocess.run([sys.executable, "-m", "responder.cli", "check", "--config", str(path)],
+    return subprocess.run([sys.executable, "-m", "responder", "check", "--config", str(path)],
                           capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).parent.parent)
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
+from responder.commands.replay import put_back
 from responder.config import ConfigError, Settings, parse_settings
 from responder.console.app import Console, create_app, with_security_headers
 from responder.console.auth import Sessions, Throttle, hash_password, password_matches
@@ -29,7 +30,6 @@ from responder.console.chart import stacked
 from responder.console.server import start_console
 from responder.console.views import overview
 from responder.ledger import FILED, Ledger
-from responder.replay import put_back
 from tests.harness import Harness, gmail_reply, text_of
 from tests.servers import free_port
 
@@ -272,7 +272,7 @@ def test_a_password_changed_and_reloaded_with_sighup_signs_out_open_sessions(
     config = harness.write_config(tmp_path / "config.toml")
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "run", "-c", str(config)],
+        proc = subprocess.Popen([sys.executable, "-m", "responder", "run", "-c", str(config)],
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
@@ -435,14 +435,14 @@ def test_a_console_port_needs_an_argon2id_password_hash(tmp_path: Path) -> None:
 
 
 def test_web_password_prints_an_argon2id_hash_of_standard_input() -> None:
-    done = subprocess.run([sys.executable, "-m", "responder.cli", "web-password"],
+    done = subprocess.run([sys.executable, "-m", "responder", "web-password"],
                           input=f"{PASSWORD}\n", capture_output=True, text=True, cwd=REPO,
                           timeout=60)
     assert done.returncode == 0, done.stderr
     printed = done.stdout.strip()
     assert printed.startswith("$argon2id$") and PASSWORD not in printed
     assert password_matches(printed, PASSWORD) and not password_matches(printed, "other")
-    short = subprocess.run([sys.executable, "-m", "responder.cli", "web-password"],
+    short = subprocess.run([sys.executable, "-m", "responder", "web-password"],
                            input="short\n", capture_output=True, text=True, cwd=REPO,
                            timeout=60)
     assert short.returncode == 1 and short.stdout == ""

@@ -59,7 +59,7 @@ def running(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``responder run`` in its own process group, its output in ``log``; stopped after."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "responder.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "responder", "run", "--config", str(config)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -207,7 +207,7 @@ def _release(page: Page, harness: Harness) -> None:
 
 def _audit_shows_the_admins_action(config: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "responder.cli", "audit", "--config", str(config),
+        [sys.executable, "-m", "responder", "audit", "--config", str(config),
          "--format", "json"], cwd=REPO, capture_output=True, check=True, timeout=60,
     ).stdout
     rows = {r["key"]: r for r in map(json.loads, out.splitlines())}

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from responder.decision import read_decision
+from responder.reading.decision import read_decision
 from tests.corpus_cases import (
     DELIBERATE_DIFFERENCES,
     Case,

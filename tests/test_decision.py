@@ -2,7 +2,7 @@
 
 import pytest
 
-from responder.decision import Decision, Grammar, read_decision
+from responder.reading.decision import Decision, Grammar, read_decision
 
 
 @pytest.mark.parametrize(

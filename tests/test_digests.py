@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from responder.answers import template_environment
-from responder.digest import DIGEST, Entry, compose_digest
+from responder.answers.compose import template_environment
+from responder.answers.digest import DIGEST, Entry, compose_digest
 from responder.ledger import Ledger
-from responder.message import RESPONDER_HEADER
 from responder.plan import ANSWERED
+from responder.reading.message import RESPONDER_HEADER
 from tests.harness import Harness, gmail_reply, text_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,7 +238,7 @@ class Service:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "responder.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "responder", "run", "--config", str(self.config)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

@@ -21,9 +21,9 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from responder.cli import BROKEN_PIPE, FAILED, INTERRUPTED, OK, USAGE, _parser, main
+from responder.commands.cli import BROKEN_PIPE, FAILED, INTERRUPTED, OK, USAGE, _parser, main
 from responder.config import ConfigError, SecuritySettings, Settings, parse_instances
-from responder.discovery import trust_summary
+from responder.trust.discovery import trust_summary
 
 REPO = Path(__file__).parent.parent
 README = REPO / "README.md"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.standin import BEHAVIOURS, StandinHalo
+from responder.halo.standin import BEHAVIOURS, StandinHalo
 from tests.harness import Harness, gmail_reply, outlook_reply, reply, text_of
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 
 from responder.config import ImapSettings, MaildirSettings
+from responder.halo.standin import StandinHalo
 from responder.ledger import Ledger
 from responder.mailboxes.imap import CLAIM_PREFIX, ImapMailbox
 from responder.mailboxes.maildir import MaildirMailbox, deliver
 from responder.service import responder
-from responder.standin import StandinHalo
 from responder.worker import Responder
 from tests.harness import Harness, gmail_reply
 from tests.servers import Dovecot
@@ -51,7 +51,7 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 def cli_process(command: str, config: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``responder COMMAND`` in a process group of its own, killed (-9) if still running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "responder.cli", command, "--config", str(config)],
+        [sys.executable, "-m", "responder", command, "--config", str(config)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -67,7 +67,7 @@ def cli_process(command: str, config: Path) -> Iterator[subprocess.Popen[bytes]]
 
 def run_cli(command: str, config: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "responder.cli", command, "--config", str(config)],
+        [sys.executable, "-m", "responder", command, "--config", str(config)],
         cwd=REPO,
         capture_output=True,
         timeout=60,

@@ -21,13 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from responder.authenticity import DkimResult, verify_dkim
 from responder.config import ConfigError, parse_settings
-from responder.graph_api import GraphClient
+from responder.connections.graph import GraphClient
+from responder.halo.standin import StandinHalo
 from responder.mailboxes.graph import GraphMailbox, headers_of, listed, property_key
-from responder.message import analyse
+from responder.reading.message import analyse
 from responder.service import check, responder
-from responder.standin import StandinHalo
+from responder.trust.authenticity import DkimResult, verify_dkim
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
 from tests.graph_harness import TENANT, GraphHarness
@@ -79,7 +79,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def cli(command: str, config: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "responder.cli", command, "--config",
+    return subprocess.run([sys.executable, "-m", "responder", command, "--config",
                            str(config)], cwd=REPO, capture_output=True, timeout=90)
 
 
@@ -426,7 +426,7 @@ async def test_the_request_budget_waits_instead_of_causing_throttling(
 ) -> None:
     """Over our own budget, the client waits for a slot rather than send (shown with a
     budget of 3 per 60 s on a fake clock)."""
-    import responder.graph_api as graph_api
+    import responder.connections.graph as graph_api
 
     monkeypatch.setattr(graph_api, "BUDGET_REQUESTS", 3)
     monkeypatch.setattr(graph_api, "BUDGET_WINDOW", 60.0)
@@ -542,7 +542,7 @@ def test_kill_9_mid_pass_loses_and_doubles_nothing(gh: GraphHarness, tmp_path: P
     config = gh.write_config(tmp_path / "config.toml")
     gh.deliver(gmail_reply("alice@example.com", 1234, "Approve"))
     gh.halo.faults.delay_after_apply = 30.0  # applied in Halo, the answer held back
-    proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "once", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "responder", "once", "--config",
                              str(config)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -633,7 +633,7 @@ def test_replay_through_the_cli_decides_a_message_filed_too_early(
 ) -> None:
     import json
 
-    from responder.cli import main
+    from responder.commands.cli import main
 
     config = gh.write_config(tmp_path / "config.toml")
     msgid = "<late.1400@example.com>"
@@ -719,7 +719,7 @@ def test_run_as_a_service_decides_as_mail_arrives_and_stops_on_sigterm(
     gh: GraphHarness, tmp_path: Path
 ) -> None:
     config = gh.write_config(tmp_path / "config.toml")
-    proc = subprocess.Popen([sys.executable, "-m", "responder.cli", "run", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "responder", "run", "--config",
                              str(config)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

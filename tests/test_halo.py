@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from responder.config import HaloSettings
-from responder.halo import (
+from responder.halo.client import (
     MAX_ANSWER_BYTES,
     HaloAuthError,
     HaloClient,
@@ -26,8 +26,8 @@ from responder.halo import (
     RequestBudget,
     _retry_after,
 )
-from responder.standin import StandinHalo
-from responder.tickets import Result, Submission
+from responder.halo.standin import StandinHalo
+from responder.halo.tickets import Result, Submission
 from tests.fixtures_halo import CLIENT_SECRET, standin_halo  # noqa: F401
 
 SECRET = "s3cret-unit-value"

@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 
-from responder.standin import BEHAVIOURS, StandinHalo
+from responder.halo.standin import BEHAVIOURS, StandinHalo
 from tests.harness import Harness, gmail_reply, text_of
 
 

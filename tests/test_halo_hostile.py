@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.standin import HOSTILE, Hostile
+from responder.halo.standin import HOSTILE, Hostile
 from tests.harness import Harness, gmail_reply, text_of
 from tests.test_faults import decisions_for, run_cli
 

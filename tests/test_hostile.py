@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responder.config import ParsingSettings
-from responder.decision import Decision
-from responder.message import analyse
+from responder.reading.decision import Decision
+from responder.reading.message import analyse
 from tests.corpus_cases import SKIPPED, corpus_path
 from tests.harness import Harness, gmail_reply, reply
 

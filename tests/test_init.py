@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from responder.cli import main
-from responder.standin import StandinHalo
+from responder.commands.cli import main
+from responder.halo.standin import StandinHalo
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
 from tests.graph_harness import GraphHarness
@@ -243,7 +243,7 @@ class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: the terminal is its controlling tty (getpass needs it)
-            os.execve(sys.executable, [sys.executable, "-m", "responder.cli", *argv], env)
+            os.execve(sys.executable, [sys.executable, "-m", "responder", *argv], env)
         self.seen = ""
 
     def expect(self, text: str, timeout: float = 20.0) -> str:
@@ -390,7 +390,7 @@ def test_check_fails_without_any_trust_unless_policy_is_off(
 
 def test_discovery_never_proposes_or_prints_what_a_hostile_header_smuggles() -> None:
     from responder.config import SecuritySettings
-    from responder.discovery import discover, report_lines
+    from responder.trust.discovery import discover, report_lines
 
     hostile = shapes.on_top(
         shapes.approval_reply(sender="\x1b]0;owned\x07eve@example.com"),
@@ -558,7 +558,7 @@ def test_typed_env_secrets_go_to_an_environment_file_both_systemd_and_sh_read(
 ) -> None:
     import subprocess
 
-    from responder.init import Secret, write_config
+    from responder.commands.init import Secret, write_config
 
     tricky = "it's $HOME `x` \\ \"q\" #1"
     data = {"halo": {"base_url": "https://h.example", "client_id": "c",
@@ -639,7 +639,7 @@ def test_what_halo_says_about_itself_is_taken_only_when_plausible(
     import http.server
     import threading
 
-    from responder.init import authinfo
+    from responder.commands.init import authinfo
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

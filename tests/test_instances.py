@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from responder.halo.standin import StandinHalo
 from responder.mailboxes.maildir import deliver, folder_dir, make_folder
-from responder.standin import StandinHalo
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, gmail_reply
 from tests.servers import SmtpSink
 

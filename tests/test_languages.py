@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from responder.answers import compose, template_environment
+from responder.answers.compose import compose, template_environment
 from responder.config import ParsingSettings
-from responder.decision import Grammar
-from responder.message import Facts, analyse
+from responder.halo.tickets import Ticket
 from responder.plan import ANSWERED, Outcome, Plan
-from responder.tickets import Ticket
+from responder.reading.decision import Grammar
+from responder.reading.message import Facts, analyse
 from tests.clients import LOCALIZED_CLIENTS, Client, apple_mail, gmail, outlook_desktop
 from tests.harness import Harness, text_of
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.message import analyse
+from responder.reading.message import analyse
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, gmail_reply, reply
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def test_a_person_replying_is_not_a_machine(subject: str) -> None:
 def test_explain_json_reports_no_decision_for_machine_mail(name: str, tmp_path: Path) -> None:
     path = tmp_path / "message.eml"
     path.write_bytes(MACHINES[name])
-    done = subprocess.run([sys.executable, "-m", "responder.cli", "explain", str(path), "--json"],
+    done = subprocess.run([sys.executable, "-m", "responder", "explain", str(path), "--json"],
                           cwd=REPO, capture_output=True, timeout=60, check=True)
     shown = json.loads(done.stdout)
     assert (shown["decision"], shown["auto_submitted"]) == (None, True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from responder.message import analyse, find_ticket_id, normalise_address
+from responder.reading.message import analyse, find_ticket_id, normalise_address
 from tests.harness import gmail_reply, outlook_reply, reply
 
 

@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from responder.config import ConfigError, ImapSettings, SmtpSettings, parse_settings
+from responder.connections.oauth import ClientCredentials, GoogleTokens, MicrosoftTokens, TokenError
 from responder.mailboxes import MailboxError
 from responder.mailboxes.imap import ImapMailbox
-from responder.oauth import ClientCredentials, GoogleTokens, MicrosoftTokens, TokenError
 from responder.senders.smtp import SmtpError, SmtpSender
 from responder.service import check
 from tests.fixtures_mail import new_mail_user

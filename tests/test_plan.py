@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from responder.authenticity import Verdict
 from responder.config import FolderSettings
-from responder.message import Facts, analyse
+from responder.halo.tickets import Approver, Result, Submission, Ticket
 from responder.plan import Outcome, Plan, confirm, folder_for, match, triage
-from responder.tickets import Approver, Result, Submission, Ticket
+from responder.reading.message import Facts, analyse
+from responder.trust.authenticity import Verdict
 from tests.harness import gmail_reply, reply
 
 TRUSTED = Verdict(True, "dmarc", "dmarc=pass")

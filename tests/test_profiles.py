@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.authenticity import DkimResult, Verdict, judge, verify_dkim
-from responder.authresults import NO_ID, Unreadable, read
 from responder.config import SecuritySettings
-from responder.message import analyse
+from responder.reading.message import analyse
+from responder.trust.authenticity import DkimResult, Verdict, judge, verify_dkim
+from responder.trust.authresults import NO_ID, Unreadable, read
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
 

@@ -20,7 +20,7 @@ FIRST_DATE = "Sat, 28 Nov 2026 09:00:00 +0000"  # the harness's replies carry th
 
 def once(config: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "responder.cli", "once", "--config", str(config)],
+        [sys.executable, "-m", "responder", "once", "--config", str(config)],
         cwd=REPO, capture_output=True, timeout=90,
     )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.cli import main
+from responder.commands.cli import main
 from responder.config import MaildirSettings
 from responder.mailboxes.imap import ImapMailbox
 from responder.mailboxes.maildir import MaildirMailbox, deliver

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.reply import Reply, extract_reply
+from responder.reading.reply import Reply, extract_reply
 
 REQUEST = "Approval required for ticket [ID:1234]\n\nPlease reply APPROVE or REJECT."
 SUBJECT = "Approval required [ID:1234]"

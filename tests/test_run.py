@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from responder.halo.standin import StandinHalo
 from responder.service import responder
-from responder.standin import StandinHalo
 from responder.worker import Responder
 from tests.harness import Harness, gmail_reply, outlook_reply
 from tests.servers import Dovecot, SmtpSink

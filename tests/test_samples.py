@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from responder.config import SecuritySettings
-from responder.samples import INTERNAL, fit, read_sample
+from responder.trust.samples import INTERNAL, fit, read_sample
 from tests import shapes
 from tests.dkim_keys import new_dkim_key
 
@@ -120,7 +120,7 @@ def check(tmp_path: Path, security: str, samples: dict[str, bytes], *extra: str
         (tmp_path / name).write_bytes(raw)
         paths.append(str(tmp_path / name))
     return subprocess.run(
-        [sys.executable, "-m", "responder.cli", "check", "--config", str(config), "--sample",
+        [sys.executable, "-m", "responder", "check", "--config", str(config), "--sample",
          *paths, *extra], cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -152,7 +152,7 @@ def explain(tmp_path: Path, security: str, raw: bytes) -> str:
     config.chmod(0o600)
     (tmp_path / "reply.eml").write_bytes(raw)
     done = subprocess.run(
-        [sys.executable, "-m", "responder.cli", "explain", str(tmp_path / "reply.eml"),
+        [sys.executable, "-m", "responder", "explain", str(tmp_path / "reply.eml"),
          "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout

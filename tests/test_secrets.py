@@ -23,9 +23,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from responder.halo.standin import StandinHalo
 from responder.logs import setup_logging
 from responder.service import check
-from responder.standin import StandinHalo
 from tests.harness import Harness, gmail_reply
 from tests.servers import Dovecot, SmtpSink
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from responder.standin import StandinHalo
+from responder.halo.standin import StandinHalo
 from tests.fixtures_halo import CLIENT_SECRET, standin_halo  # noqa: F401
 
 

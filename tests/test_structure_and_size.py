@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 
-from responder.body import HostileMessage, parse_message, read_bodies, text_only
 from responder.config import ParsingSettings, parse_settings
 from responder.mailboxes.maildir import deliver
-from responder.message import analyse
+from responder.reading.body import HostileMessage, parse_message, read_bodies, text_only
+from responder.reading.message import analyse
 from responder.service import responder
 from tests.clients import outlook_desktop
 from tests.harness import AUTHSERV, RESPONDER_ADDRESS, Harness, reply, signature_header
@@ -140,7 +140,7 @@ def test_too_much_text_is_still_too_large() -> None:
 def test_explain_reads_a_reply_with_a_large_attachment(big_reply: bytes, tmp_path: Path) -> None:
     path = tmp_path / "reply.eml"
     path.write_bytes(big_reply)
-    done = subprocess.run([sys.executable, "-m", "responder.cli", "explain", str(path), "--json"],
+    done = subprocess.run([sys.executable, "-m", "responder", "explain", str(path), "--json"],
                           cwd=REPO, capture_output=True, timeout=60, check=True)
     shown = json.loads(done.stdout)
     assert (shown["decision"], shown["unreadable"]) == ("approve", None)

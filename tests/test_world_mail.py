@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from responder.cli import main
-from responder.decision import Decision, read_decision
-from responder.message import analyse, strip_subject_prefixes
-from responder.quotes import split_reply
+from responder.commands.cli import main
+from responder.reading.decision import Decision, read_decision
+from responder.reading.message import analyse, strip_subject_prefixes
+from responder.reading.quotes import split_reply
 from tests.harness import RESPONDER_ADDRESS, Harness, reply, text_of
 
 SD = f'"Service Desk" <{RESPONDER_ADDRESS}>'

@@ -14,10 +14,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from responder.commands.replay import put_back
 from responder.config import Settings
 from responder.ledger import Ledger, OutboxItem
 from responder.mailboxes import MailboxError
-from responder.replay import put_back
 from responder.senders.smtp import SmtpError
 from responder.service import make_mail
 

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import quote
 
 from responder.config import GraphSettings
-from responder.graph_api import GraphClient, GraphError
+from responder.connections.graph import GraphClient, GraphError
 from responder.ledger import Ledger
 from responder.mailboxes import Incoming, MailboxAuthError, MailboxError
 from responder.mailboxes.imap import reassemble

@@ -37,9 +37,9 @@ from imapclient.exceptions import (
 )
 
 from responder.config import ImapSettings
+from responder.connections.oauth import TokenError, TokenSource, token_source
 from responder.mailboxes import Incoming, MailboxAuthError, MailboxError
-from responder.message import message_id as message_id_of
-from responder.oauth import TokenError, TokenSource, token_source
+from responder.reading.message import message_id as message_id_of
 
 log = logging.getLogger("responder.imap")  # the name logs have always carried
 

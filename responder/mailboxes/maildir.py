@@ -29,7 +29,7 @@ from pathlib import Path
 
 from responder.config import MaildirSettings
 from responder.mailboxes import Incoming, MailboxError
-from responder.message import message_id as message_id_of
+from responder.reading.message import message_id as message_id_of
 
 log = logging.getLogger("responder.maildir")  # the name logs have always carried
 

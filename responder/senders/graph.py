@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 
-from responder.graph_api import GraphClient, GraphError, error_code
+from responder.connections.graph import GraphClient, GraphError, error_code
 from responder.senders import After, Before
 from responder.senders.smtp import SmtpError
 

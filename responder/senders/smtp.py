@@ -8,7 +8,7 @@ import ssl
 import aiosmtplib
 
 from responder.config import SmtpSettings
-from responder.oauth import TokenError, TokenSource, b64, oauthbearer, token_source
+from responder.connections.oauth import TokenError, TokenSource, b64, oauthbearer, token_source
 from responder.senders import After, Before
 
 

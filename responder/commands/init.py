@@ -4,7 +4,7 @@ Every question has a flag (``add_arguments`` lists them), so provisioning script
 unattended; without a terminal (or with ``--yes``) a missing answer stops it with exit
 2 naming the flag. Each part is tried before the next is asked: Halo signs in, the
 mailbox opens its folder, the outgoing server answers. The trust profile is discovered
-from the mailbox itself (``responder.discovery``: headers only, nothing changed). The
+from the mailbox itself (``responder.trust.discovery``: headers only, nothing changed). The
 config is written 0600, secrets as ``file:`` (written 0600 too) or ``env:`` references;
 no secret is ever printed.
 """
@@ -226,7 +226,7 @@ async def authinfo(url: str) -> tuple[str, str]:
 async def try_halo(section: dict[str, Any]) -> str:
     """Sign in once: a token, and a scope that can record decisions."""
     from responder.config import HaloSettings
-    from responder.halo import HaloClient, HaloError, HaloUnavailable
+    from responder.halo.client import HaloClient, HaloError, HaloUnavailable
 
     secret: Secret = section["client_secret"]
     settings = HaloSettings.model_validate({**section, "client_secret": secret.value,
@@ -360,8 +360,8 @@ async def try_mail(settings: Settings) -> list[str]:
 
 def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
     """The [security] block: discovered from the newest messages, or named by --trust."""
-    from responder.discovery import discover, report_lines
     from responder.service import peek_headers, watched
+    from responder.trust.discovery import discover, report_lines
 
     trust = a.args.trust or "auto"
     if trust == "auto":

@@ -23,15 +23,15 @@ from typing import Any
 from jinja2 import Environment
 
 from responder import ledger as states
-from responder.answers import compose
+from responder.answers.compose import compose
+from responder.answers.digest import Entry, compose_digest, entry_for
 from responder.config import Settings
-from responder.digest import Entry, compose_digest, entry_for
+from responder.halo.tickets import Ticket
 from responder.ledger import Ledger, OutboxItem
-from responder.message import Facts
 from responder.plan import Plan
+from responder.reading.message import Facts
 from responder.senders import Sender
 from responder.senders.smtp import SmtpError
-from responder.tickets import Ticket
 
 log = logging.getLogger("responder")
 Blocking = Callable[..., Awaitable[Any]]  # runs blocking work off the event loop

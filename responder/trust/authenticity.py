@@ -63,8 +63,8 @@ import dkim
 import dkim.util
 from publicsuffix2 import PublicSuffixList
 
-from responder.authresults import NO_ID, Header, Unreadable, read
 from responder.config import SecuritySettings
+from responder.trust.authresults import NO_ID, Header, Unreadable, read
 
 _AR_HEADER = "authentication-results"
 AUTHAS_HEADER = "X-MS-Exchange-Organization-AuthAs"

@@ -2,7 +2,7 @@
 
 The header blocks of the newest messages in the watched folder (read without a trace by
 the mailbox's ``peek_headers``) are read one by one as ``check --sample`` reads a saved
-file (``responder.samples``); the profile most of them fit is proposed as a
+file (``responder.trust.samples``); the profile most of them fit is proposed as a
 ``[security]`` block, with the evidence. Pure: header bytes and settings in, a report out.
 
 Discovery proposes, the admin decides: mail whose topmost Authentication-Results was
@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from responder.authenticity import EXCHANGE_ONLINE, GMAIL
 from responder.config import SecuritySettings
-from responder.samples import INTERNAL, NOTHING, Fit, Sample, fit, read_sample
 from responder.terminal import printable
+from responder.trust.authenticity import EXCHANGE_ONLINE, GMAIL
+from responder.trust.samples import INTERNAL, NOTHING, Fit, Sample, fit, read_sample
 
 PROFILE_NAMES = {EXCHANGE_ONLINE: "Exchange Online", GMAIL: "Gmail / Google Workspace"}
 # What may be proposed: a host name. The authserv-id comes from a header anyone can write,

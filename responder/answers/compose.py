@@ -18,9 +18,9 @@ from pathlib import Path
 import jinja2
 
 from responder.config import ParsingSettings
-from responder.message import RESPONDER_HEADER, Facts, strip_subject_prefixes
+from responder.halo.tickets import Ticket
 from responder.plan import Plan
-from responder.tickets import Ticket
+from responder.reading.message import RESPONDER_HEADER, Facts, strip_subject_prefixes
 
 
 def template_environment(folder: Path | None) -> jinja2.Environment:

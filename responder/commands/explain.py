@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from responder.authenticity import Verdict, judge
 from responder.config import Settings
-from responder.decision import DEFAULT_GRAMMAR
-from responder.message import analyse
 from responder.plan import Rules
+from responder.reading.decision import DEFAULT_GRAMMAR
+from responder.reading.message import analyse
 from responder.terminal import printable
+from responder.trust.authenticity import Verdict, judge
 
 
 async def explain(raw: bytes, settings: Settings | None, *, online: bool = False) -> dict[str, Any]:

@@ -19,7 +19,7 @@ without ``seq``) on and off while it runs. ``behaviour`` (a ``Behaviour``; prese
 name in ``BEHAVIOURS``) chooses among the plausible answers where ``shared/halo`` says
 Halo's behaviour is unconfirmed: what the POST answers, a batch applied in part, decided
 entries moved to ``approvers_history``, decided entries refused, 403 on some tickets,
-scope and tenant enforced, several approval steps. Run ``python -m responder.standin --port
+scope and tenant enforced, several approval steps. Run ``python -m responder.halo.standin --port
 8080 --seed demo`` to try it by hand.
 """
 
@@ -810,7 +810,7 @@ def seed_demo(halo: StandinHalo) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m responder.standin", description="Run the stand-in Halo until Ctrl-C."
+        prog="python -m responder.halo.standin", description="Run the stand-in Halo until Ctrl-C."
     )
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--seed", choices=["demo", "none"], default="demo", help="tickets to add")

@@ -22,7 +22,8 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
-from responder.addresses import (
+from responder.config import ParsingSettings
+from responder.reading.addresses import (
     AddressSyntax,
     Mailbox,
     display_text,
@@ -30,18 +31,17 @@ from responder.addresses import (
     name_problem,
     normalise_address,
 )
-from responder.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
-from responder.body import (
+from responder.reading.banners import DEFAULT_BANNERS, Banners, banners_for, strip_banner_tags
+from responder.reading.body import (
     HostileMessage,
     header_bytes,
     parse_message,
     read_bodies,
     text_only,
 )
-from responder.config import ParsingSettings
-from responder.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
-from responder.machine import RESPONDER_HEADER, machine_reason
-from responder.reply import extract_reply
+from responder.reading.decision import DEFAULT_GRAMMAR, Decision, Grammar, read_decision
+from responder.reading.machine import RESPONDER_HEADER, machine_reason
+from responder.reading.reply import extract_reply
 
 __all__ = ["RESPONDER_HEADER", "Facts", "analyse", "machine_reason", "normalise_address"]
 
@@ -236,7 +236,7 @@ def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
     """The one From: address, and every reason to distrust the sender headers.
 
     The address comes from the header's structure before anything is decoded (see
-    ``responder.addresses``); only the display name and comments are decoded, and a
+    ``responder.reading.addresses``); only the display name and comments are decoded, and a
     message whose name or comment names another address is not trusted.
     """
     from_values = raw_values(msg, "From")

@@ -21,9 +21,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from responder.config import parse_settings
+from responder.halo.standin import StandinHalo
 from responder.mailboxes.maildir import deliver
 from responder.service import responder
-from responder.standin import StandinHalo
 
 AUTHSERV = "mx.demo.example"
 DEMO_TICKETS = [
@@ -161,7 +161,7 @@ def _row(report: dict[str, Any], labels: dict[str, str], answers: dict[str, byte
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, answers_sent: int) -> None:
-    from responder.cli import once_summary
+    from responder.commands.cli import once_summary
 
     if as_json:
         for row in rows:

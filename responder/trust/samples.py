@@ -15,7 +15,9 @@ import email.policy
 from dataclasses import dataclass, field
 from typing import Any
 
-from responder.authenticity import (
+from responder.config import SecuritySettings
+from responder.reading.message import read_sender, repeated_headers
+from responder.trust.authenticity import (
     AUTHAS_HEADER,
     EXCHANGE_ONLINE,
     GMAIL,
@@ -26,9 +28,7 @@ from responder.authenticity import (
     signatures,
     topmost,
 )
-from responder.authresults import NO_ID, Unreadable, read
-from responder.config import SecuritySettings
-from responder.message import read_sender, repeated_headers
+from responder.trust.authresults import NO_ID, Unreadable, read
 
 INTERNAL = "exchange-internal"  # the profile of a sample Exchange marked internal
 NOTHING = "none"  # a sample no profile can authenticate from its headers

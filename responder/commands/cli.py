@@ -96,7 +96,7 @@ def _say(text: str) -> None:
 
 def _known_failure(exc: Exception) -> str | None:
     """The sentence for a failure of a part outside the responder (Halo, mail, disk)."""
-    from responder.halo import HaloAuthError, HaloError, HaloUnavailable
+    from responder.halo.client import HaloAuthError, HaloError, HaloUnavailable
     from responder.ledger import LedgerError
     from responder.mailboxes import MailboxError
     from responder.senders.smtp import SmtpError
@@ -186,7 +186,7 @@ def _add_demo(sub: Any) -> None:
 
 
 def _add_init(sub: Any) -> None:
-    from responder.init import add_arguments
+    from responder.commands.init import add_arguments
 
     p = _command(
         sub, "init", _init, "write a working config by asking, trying each answer",
@@ -376,7 +376,7 @@ def _instances(
 
 
 def _init(args: argparse.Namespace) -> int:
-    from responder.init import InitStop, run_init
+    from responder.commands.init import InitStop, run_init
 
     setup_logging(args.verbosity if args.verbosity else -1, args.log_format)
     try:
@@ -446,7 +446,7 @@ def _check_summary(report: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def _check_samples(args: argparse.Namespace) -> int:
     """``check --sample``: each saved reply's evidence and verdict, and the profile it fits."""
-    from responder.samples import fit, read_sample, report_lines
+    from responder.trust.samples import fit, read_sample, report_lines
 
     raws = {str(path): _read(path) for path in args.sample}
     ok, report = True, {}
@@ -466,8 +466,8 @@ def _check_samples(args: argparse.Namespace) -> int:
 
 def _check_discover(args: argparse.Namespace) -> int:
     """``check --discover``: the profile the mailbox's newest messages fit, read-only."""
-    from responder.discovery import discover, report_lines
     from responder.service import peek_headers, watched
+    from responder.trust.discovery import discover, report_lines
 
     ok, report = True, {}
     for name, settings in _instances(args).items():
@@ -579,7 +579,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from responder.explain import describe, explain
+    from responder.commands.explain import describe, explain
 
     setup_logging(args.verbosity, args.log_format)
     if args.online and args.config is None:
@@ -636,7 +636,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from responder.replay import Replayed, replay
+    from responder.commands.replay import Replayed, replay
 
     done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
     name = ""
@@ -695,7 +695,7 @@ def _read(path: Path) -> bytes:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from responder.demo import run_demo
+    from responder.commands.demo import run_demo
 
     setup_logging(args.verbosity if args.verbosity else -1, args.log_format)
     return asyncio.run(run_demo(as_json=args.json))

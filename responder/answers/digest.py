@@ -18,10 +18,10 @@ from typing import Any
 
 import jinja2
 
-from responder.answers import localized, reply_subject
-from responder.message import RESPONDER_HEADER, Facts
+from responder.answers.compose import localized, reply_subject
+from responder.halo.tickets import Ticket
 from responder.plan import Plan
-from responder.tickets import Ticket
+from responder.reading.message import RESPONDER_HEADER, Facts
 
 DIGEST = "digest"  # the template name, and the marker header's value
 

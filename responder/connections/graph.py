@@ -32,8 +32,8 @@ from urllib.parse import quote
 import httpx
 
 from responder.config import GraphSettings
-from responder.halo import RequestBudget, _retry_after
-from responder.oauth import GRAPH_SCOPE, MicrosoftTokens, TokenError, TokenSource
+from responder.connections.oauth import GRAPH_SCOPE, MicrosoftTokens, TokenError, TokenSource
+from responder.halo.client import RequestBudget, _retry_after
 
 log = logging.getLogger("responder.graph")
 

@@ -2,18 +2,18 @@
 
 ``extract_reply`` reads the plain-text body when there is one with any text in it (other
 than a banner the mail system added), and the HTML body otherwise. The rules themselves
-live in ``responder.quotes`` (plain text) and ``responder.html_reply`` (HTML structure);
-this module only chooses between them.
+live in ``responder.reading.quotes`` (plain text) and ``responder.reading.html_reply``
+(HTML structure); this module only chooses between them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from responder.banners import DEFAULT_BANNERS, Banners
-from responder.html_reply import split_html
-from responder.language import language_of_original
-from responder.quotes import split_reply
+from responder.reading.banners import DEFAULT_BANNERS, Banners
+from responder.reading.html_reply import split_html
+from responder.reading.language import language_of_original
+from responder.reading.quotes import split_reply
 
 
 @dataclass(frozen=True)

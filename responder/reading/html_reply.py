@@ -19,8 +19,8 @@ import lxml.html
 from inscriptis import Inscriptis
 from inscriptis.model.config import ParserConfig
 
-from responder.banners import DEFAULT_BANNERS, Banners
-from responder.quotes import Split, split_reply
+from responder.reading.banners import DEFAULT_BANNERS, Banners
+from responder.reading.quotes import Split, split_reply
 
 MAX_HTML_CHARS = 2_000_000  # beyond this the rest is all quoted original
 MAX_HTML_ELEMENTS = 10_000

@@ -41,7 +41,7 @@ import httpx
 
 from responder import __version__
 from responder.config import HaloSettings
-from responder.tickets import (
+from responder.halo.tickets import (
     Approver,
     Malformed,
     Submission,

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from responder.banners import (
+from responder.reading.banners import (
     DEFAULT_BANNERS,
     Banners,
     skip_banners,
     split_glued_markers,
     without_line_tag,
 )
-from responder.decision import is_greeting
+from responder.reading.decision import is_greeting
 
 MAX_SCAN_CHARS = 300_000  # the new text is at the top; a longer tail is all original
 MAX_SCAN_LINES = 10_000  # likewise in lines: each costs some microseconds of rules
