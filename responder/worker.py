@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import pickle
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from responder import ledger as states
@@ -40,12 +37,20 @@ from responder.answers.compose import template_environment
 from responder.answers.outbox import Outbox
 from responder.config import Settings
 from responder.halo.client import HaloClient, HaloError, HaloRejected, HaloUnavailable, HaloUnusable
-from responder.halo.tickets import Approver, Result, Submission, Ticket
+from responder.halo.tickets import Approver, Submission, Ticket
 from responder.ledger import Ledger, Row
 from responder.mailboxes import Incoming, Mailbox, MailboxAuthError, MailboxError
 from responder.metrics import Metrics
 from responder.plan import Outcome, Plan, Rules, confirm, folder_for
 from responder.reading.message import Facts, analyse
+from responder.records import (
+    copy_plan,
+    evidence_columns,
+    ledger_owner,
+    new_round,
+    resumed_plan,
+    vouched,
+)
 from responder.senders import Sender
 from responder.trust.authenticity import DkimResult, Verdict, judge, verify_dkim
 
@@ -283,12 +288,12 @@ class Responder:
             return False
         if row is not None and row.state == states.SUBMITTING and row.ticket_id is not None:
             item.reconcile = True
-            item.plan = _resumed_plan(row)
+            item.plan = resumed_plan(row)
             return True
         item.verdict = self._authenticate(item)
         item.plan = self.rules.triage(facts, item.verdict, self.clock())
         if item.plan is not None and item.copy_of is not None:
-            item.plan = _copy(item.copy_of)
+            item.plan = copy_plan(item.copy_of)
         return item.plan is None
 
     def _recent(self, row: Row) -> bool:
@@ -372,8 +377,8 @@ class Responder:
             item.plan = self._reconciled(item)
         else:
             item.plan = self.rules.match(item.facts, found)
-        if item.copy_of is not None and not _new_round(item.plan, item.copy_of):
-            item.plan = _copy(item.copy_of)
+        if item.copy_of is not None and not new_round(item.plan, item.copy_of):
+            item.plan = copy_plan(item.copy_of)
             return
         item.plan = _unclaimed(item.plan, claimed, item.facts)
 
@@ -693,66 +698,10 @@ class Responder:
         return report
 
 
-def vouched(who: str) -> Verdict:
-    """The verdict for a message an admin released in the console: they vouch for it."""
-    return Verdict(True, "admin", f"released by {who}, who vouched for the sender")
-
-
-MAX_HEADER_CHARS = 64_000  # what the console shows of a message's raw header block
-
-
-def evidence_columns(raw: bytes, facts: Facts, verdict: Verdict | None) -> dict[str, Any]:
-    """What the review console shows of a message: its header block and the text read."""
-    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0),
-              default=len(raw))
-    columns = {
-        "headers": raw[:end].decode("utf-8", "replace")[:MAX_HEADER_CHARS],
-        "reply_text": facts.reply_text[:MAX_HEADER_CHARS],
-    }
-    if verdict is not None:
-        columns["auth_details"] = "\n".join(verdict.details)[:MAX_HEADER_CHARS]
-    return columns
-
-
-OWNER_STATE = "claim_owner"  # the ledger's mailbox_state row that names its claims
-
-
-def default_owner(settings: Settings) -> str:
-    """A new ledger's name in mailbox claims (from this host and the ledger's path)."""
-    where = f"{socket.gethostname()}:{Path(settings.state.path).resolve()}"
-    return hashlib.sha256(where.encode()).hexdigest()[:12]
-
-
-def ledger_owner(ledger: Ledger, settings: Settings) -> str:
-    """This instance's name in mailbox claims: one per ledger, kept in it.
-
-    Made once (``default_owner``) and then read back, so a restart holds the claims of
-    the run before it at once, also under another host name: a container recreated
-    after a crash gets a new one, and with a name made from the host each time, the
-    messages the killed run had claimed waited ``claim_timeout_seconds`` (10 minutes)
-    to be taken over as another instance's. A ledger from before keeps its name: the
-    first run stores the name it had been using on this host.
-    """
-    return ledger.keep_state(OWNER_STATE, default_owner(settings))
-
-
 def _ticket_of(item: Item) -> int | None:
     """The ticket a message is about: its submission's (when resuming one), else its tag."""
     sub = item.plan.submission if item.plan else None
     return sub.ticket_id if sub else item.facts.ticket_id
-
-
-def _resumed_plan(row: Row) -> Plan:
-    """The submission a crash interrupted, every entry of it (``entries``: "seq:action")."""
-    assert row.ticket_id is not None and row.seq is not None
-    result = Result.APPROVE if row.decision == "approve" else Result.REJECT
-    pairs = [(row.seq, row.actionnumber or 0)]
-    for part in (row.entries or "").split(","):
-        seq, _, action = part.partition(":")
-        if seq.strip().isdigit() and (int(seq), int(action or 0)) not in pairs:
-            pairs.append((int(seq), int(action or 0)))
-    subs = [Submission(row.ticket_id, seq, action, result, row.note) for seq, action in pairs]
-    return Plan(Outcome.SUBMIT, "resuming a submission", subs[0], tuple(subs[1:]))
 
 
 class _Batch:
@@ -825,19 +774,6 @@ class _Batch:
     async def posted(self) -> None:
         if self.posts:
             await asyncio.gather(*self.posts)
-
-
-def _copy(row: Row) -> Plan:
-    return Plan(Outcome.DUPLICATE, f"same content as {row.key}")
-
-
-def _new_round(plan: Plan, earlier: Row) -> bool:
-    """A reply with the content of an earlier one is acted on only when it would decide
-    another approver entry (a new approval round) than the earlier message did."""
-    if plan.outcome is not Outcome.SUBMIT or plan.submission is None:
-        return False
-    sub = plan.submission
-    return (sub.ticket_id, sub.seq) != (earlier.ticket_id, earlier.seq)
 
 
 def _decided(approver: Approver | None) -> bool:

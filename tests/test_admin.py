@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from responder.commands.cli import _parser, once_summary
+from responder.commands.cli import _parser
+from responder.commands.summary import once_summary
 from responder.ledger import MIGRATIONS, Ledger
 from tests.harness import Harness, gmail_reply
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from responder.config import HaloSettings
+from responder.connections.budget import RequestBudget, retry_after
 from responder.halo.client import (
     MAX_ANSWER_BYTES,
     HaloAuthError,
@@ -23,8 +24,6 @@ from responder.halo.client import (
     HaloRejected,
     HaloUnavailable,
     HaloUnusable,
-    RequestBudget,
-    _retry_after,
 )
 from responder.halo.standin import StandinHalo
 from responder.halo.tickets import Result, Submission
@@ -234,7 +233,7 @@ async def test_timeouts_and_connection_errors_are_retried_for_reads(fake: FakeTi
     assert halo.calls["GET ticket"] == 3
 
 
-async def test_429_waits_for_retry_after(fake: FakeTime) -> None:
+async def test_429_waits_forretry_after(fake: FakeTime) -> None:
     mock = MockHalo(fake, httpx.Response(429, headers={"Retry-After": "7"}, text="Rate Limit"))
     async with client(mock) as halo:
         assert await halo.get_ticket(501) is not None
@@ -260,12 +259,12 @@ async def test_persistent_429_is_unavailable_not_applied(fake: FakeTime) -> None
 
 def test_retry_after_forms() -> None:
     now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    assert _retry_after("30", now) == 30.0
-    assert _retry_after(format_datetime(now + timedelta(seconds=45), usegmt=True), now) == 45.0
-    assert _retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now) == 0.0
-    assert _retry_after("86400", now) == 120.0  # capped
-    assert _retry_after("soon", now) is None
-    assert _retry_after(None, now) is None
+    assert retry_after("30", now) == 30.0
+    assert retry_after(format_datetime(now + timedelta(seconds=45), usegmt=True), now) == 45.0
+    assert retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now) == 0.0
+    assert retry_after("86400", now) == 120.0  # capped
+    assert retry_after("soon", now) is None
+    assert retry_after(None, now) is None
 
 
 @pytest.mark.parametrize(
@@ -588,7 +587,7 @@ async def test_real_400_applies_nothing(standin_halo: StandinHalo) -> None:  # n
     assert standin_halo.approver(501, 1)["result"] is None
 
 
-async def test_real_429_with_retry_after(standin_halo: StandinHalo) -> None:  # noqa: F811
+async def test_real_429_withretry_after(standin_halo: StandinHalo) -> None:  # noqa: F811
     sleep = Recorder()
     async with real(standin_halo, sleep=sleep) as halo:
         standin_halo.faults.rate_limit(2, 0.8, retry_after=0.9)
@@ -598,7 +597,7 @@ async def test_real_429_with_retry_after(standin_halo: StandinHalo) -> None:  # 
     assert [r.status for r in standin_halo.requests][-2:] == [429, 200]
 
 
-async def test_real_429_without_retry_after(standin_halo: StandinHalo) -> None:  # noqa: F811
+async def test_real_429_withoutretry_after(standin_halo: StandinHalo) -> None:  # noqa: F811
     sleep = Recorder()
     async with real(standin_halo, sleep=sleep) as halo:
         halo._backoff_base = 0.2

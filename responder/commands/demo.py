@@ -20,6 +20,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from responder.commands.summary import once_summary
 from responder.config import parse_settings
 from responder.halo.standin import StandinHalo
 from responder.mailboxes.maildir import deliver
@@ -161,8 +162,6 @@ def _row(report: dict[str, Any], labels: dict[str, str], answers: dict[str, byte
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, answers_sent: int) -> None:
-    from responder.commands.cli import once_summary
-
     if as_json:
         for row in rows:
             print(json.dumps(row))

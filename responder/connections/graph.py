@@ -32,8 +32,8 @@ from urllib.parse import quote
 import httpx
 
 from responder.config import GraphSettings
+from responder.connections.budget import RequestBudget, retry_after
 from responder.connections.oauth import GRAPH_SCOPE, MicrosoftTokens, TokenError, TokenSource
-from responder.halo.client import RequestBudget, _retry_after
 
 log = logging.getLogger("responder.graph")
 
@@ -192,7 +192,7 @@ class GraphClient:
                 self.throttled += 1
                 # Retry-After is a floor; a little spread keeps instances that were
                 # refused together from all coming back in the same instant.
-                delay = _retry_after(response.headers.get("Retry-After")) or \
+                delay = retry_after(response.headers.get("Retry-After")) or \
                     self._backoff(attempt)
                 delay *= 1 + random.random() / 4
                 log.warning("graph %s %s: HTTP %d, retrying in %.1f s", method, label,
