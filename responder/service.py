@@ -37,6 +37,7 @@ from responder.trust.discovery import trust_summary
 from responder.worker import PassResult, Responder
 
 if TYPE_CHECKING:
+    from responder.console.actions import Wiring
     from responder.console.server import RunningConsole
 
 log = logging.getLogger("responder")
@@ -388,7 +389,15 @@ async def _start_console(instances: dict[str, Settings], metrics: Metrics) -> Ru
         return None
     from responder.console.server import start_console
 
-    return await start_console(instances, metrics)
+    return await start_console(instances, metrics, console_wiring())
+
+
+def console_wiring() -> Wiring:
+    """What the console's actions build: the mailbox to put a message back into, the
+    sender of a resent answer."""
+    from responder.console.actions import Wiring
+
+    return Wiring(mailbox=make_mailbox, sender=lambda settings: make_mail(settings)[1])
 
 
 def describe_targets(instances: dict[str, Settings]) -> str:

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from responder.commands.replay import put_back
 from responder.config import ConfigError, Settings, parse_settings
 from responder.console.app import Console, create_app, with_security_headers
 from responder.console.auth import Sessions, Throttle, hash_password, password_matches
@@ -30,6 +29,8 @@ from responder.console.chart import stacked
 from responder.console.server import start_console
 from responder.console.views import overview
 from responder.ledger import FILED, Ledger
+from responder.refile import put_back
+from responder.service import console_wiring, make_mailbox
 from tests.harness import Harness, gmail_reply, text_of
 from tests.servers import free_port
 
@@ -54,7 +55,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def http(settings: Settings, base_url: str = "http://127.0.0.1:8443") -> httpx.AsyncClient:
-    app = with_security_headers(create_app(Console({"default": settings}, settings.web)))
+    console = Console({"default": settings}, settings.web, console_wiring())
+    app = with_security_headers(create_app(console))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
 
 
@@ -171,7 +173,7 @@ async def running_console(tmp_path: Path, password_hash: str = HASH) -> AsyncIte
     """The console as ``responder run`` serves it (uvicorn on a real port); its URL."""
     settings = settings_for(tmp_path, port=free_port(), host="127.0.0.1",
                             password_hash=password_hash)
-    console = await start_console({"default": settings}, None)
+    console = await start_console({"default": settings}, None, console_wiring())
     try:
         yield console.url.rstrip("/")
     finally:
@@ -245,7 +247,7 @@ NEW_PASSWORD = "the new console password"
 
 async def test_a_changed_password_on_reload_signs_everyone_out(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    console = Console({"default": settings}, settings.web)
+    console = Console({"default": settings}, settings.web, console_wiring())
     app = with_security_headers(create_app(console))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://127.0.0.1:8443") as client:
@@ -385,7 +387,7 @@ async def test_the_list_shows_every_instance_and_filters_by_one(tmp_path: Path) 
     for name, site in sites.items():
         for i in range(3):
             seed(site, f"<{name}{i}@x>", sender=f"{name}{i}@example.com")
-    app = with_security_headers(create_app(Console(sites, sites["north"].web)))
+    app = with_security_headers(create_app(Console(sites, sites["north"].web, console_wiring())))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://127.0.0.1:8443") as client:
         await sign_in(client)
@@ -512,7 +514,7 @@ async def test_a_release_vouches_for_that_message_only_not_a_twin_with_its_messa
     msgid = "<released.1@example.com>"
     harness.deliver(gmail_reply("bob@example.com", 1234, "Approve", msgid=msgid, auth="fail"))
     assert [r.outcome for r in (await harness.once()).reports] == ["quarantined"]
-    put, _ = await put_back(harness.settings, msgid, vouched_by="Dana (127.0.0.1)")
+    put, _ = await put_back(harness.settings, msgid, make_mailbox, vouched_by="Dana (127.0.0.1)")
     assert put.status == "replayed"
     client = harness.dovecot.connect(harness.user)  # swap the original for a forged twin
     client.select_folder("INBOX")

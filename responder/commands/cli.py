@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__
+from responder.commands.summary import counts, once_summary
 from responder.config import ConfigError, Settings, load_instances
 from responder.logs import redact, setup_logging, warn_exposed_secrets
 from responder.terminal import csv_cell, json_text, printable, printable_lines
@@ -517,45 +518,13 @@ def _once(args: argparse.Namespace) -> int:
         digests += result.digests_sent
         failed += result.failed
     if args.json:
-        print(json.dumps({"messages": messages, "outcomes": _counts(messages),
+        print(json.dumps({"messages": messages, "outcomes": counts(messages),
                           "answers_sent": sent, "digests_sent": digests,
                           "answers_failed": unsent, "failed": failed,
                           "error": redact("; ".join(errors)) if errors else None}))
     else:
         print(redact(printable(once_summary(messages, sent, unsent, errors, digests))))
     return FAILED if failed else OK
-
-
-def _counts(messages: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for m in messages:
-        counts[m["outcome"]] = counts.get(m["outcome"], 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def once_summary(messages: list[dict[str, Any]], sent: int, unsent: int,
-                 errors: list[str], digests: int = 0) -> str:
-    """``3 messages: 2 approved, 1 pending (Halo unavailable); 2 answers sent``; a digest
-    is one email answering several replies, so it is named: ``(1 a digest)``."""
-    parts = []
-    for outcome, n in _counts(messages).items():
-        part = f"{n} {outcome}"
-        if outcome in ("pending", "failed"):  # why, in short: the reason up to its detail
-            causes = {m["reason"].split(":")[0].split(",")[0].strip()
-                      for m in messages if m["outcome"] == outcome}
-            part += f" ({', '.join(sorted(causes))})"
-        parts.append(part)
-    n = len(messages)
-    line = f"{n} message{'' if n == 1 else 's'}"
-    line += f": {', '.join(parts)}" if parts else ""
-    line += f"; {sent} answer{'' if sent == 1 else 's'} sent"
-    if digests:
-        line += f" ({digests} {'a digest' if digests == 1 else 'of them digests'})"
-    if unsent:
-        line += f", {unsent} not sent yet (retried next pass)"
-    if errors:
-        line += f"; the pass failed: {'; '.join(errors)}"
-    return line
 
 
 def _progress(name: str) -> Callable[[str], None] | None:
@@ -636,7 +605,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from responder.commands.replay import Replayed, replay
+    from responder.commands.replay import replay
+    from responder.refile import Replayed
 
     done = Replayed(args.message_id, "unknown", f"no message {args.message_id} in the ledger")
     name = ""

@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from responder.commands.replay import put_back
 from responder.config import Settings
 from responder.ledger import Ledger, OutboxItem
 from responder.mailboxes import MailboxError
+from responder.refile import MailboxFactory, put_back
+from responder.senders import Sender
 from responder.senders.smtp import SmtpError
-from responder.service import make_mail
 
 log = logging.getLogger("responder")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the actions build from the config, given by the service's wiring when it
+    starts the console (the console never imports the wiring: it depends on the console)."""
+
+    mailbox: MailboxFactory
+    sender: Callable[[Settings], Sender]
 
 
 @dataclass(frozen=True)
@@ -31,21 +41,21 @@ class Done:
     status: str = ""  # a put-back's: "replayed" (moved back) or "in-progress" (not filed)
 
 
-async def release(settings: Settings, key: str, who: str) -> Done:
+async def release(wiring: Wiring, settings: Settings, key: str, who: str) -> Done:
     row = await asyncio.to_thread(_row_outcome, settings, key)
     if row != "quarantined":
         return Done(False, f"only a quarantined message can be released (this one: {row})")
-    return await _put_back(settings, key, who, "release", vouched_by=who)
+    return await _put_back(wiring, settings, key, who, "release", vouched_by=who)
 
 
-async def retry(settings: Settings, key: str, who: str) -> Done:
-    return await _put_back(settings, key, who, "retry")
+async def retry(wiring: Wiring, settings: Settings, key: str, who: str) -> Done:
+    return await _put_back(wiring, settings, key, who, "retry")
 
 
-async def _put_back(settings: Settings, key: str, who: str, action: str,
+async def _put_back(wiring: Wiring, settings: Settings, key: str, who: str, action: str,
                     vouched_by: str | None = None) -> Done:
     try:
-        put, row = await put_back(settings, key, vouched_by=vouched_by)
+        put, row = await put_back(settings, key, wiring.mailbox, vouched_by=vouched_by)
     except MailboxError as exc:
         return Done(False, f"the mailbox could not be reached: {exc}")
     ok = put.status in ("replayed", "in-progress")
@@ -55,12 +65,13 @@ async def _put_back(settings: Settings, key: str, who: str, action: str,
     return Done(ok, put.detail, put.status)
 
 
-async def resend(settings: Settings, key: str, answer_id: int, who: str) -> Done:
+async def resend(wiring: Wiring, settings: Settings, key: str, answer_id: int,
+                 who: str) -> Done:
     found = await asyncio.to_thread(_answer, settings, key, answer_id)
     if found is None:
         return Done(False, "no such answer (or it is still waiting to be sent)")
     recipient, raw = found
-    _, sender = make_mail(settings)
+    sender = wiring.sender(settings)
     try:
         [error] = await sender.send_many([(recipient, raw)])
     except (SmtpError, ValueError) as exc:

@@ -70,6 +70,7 @@ class Console:
 
     instances: Mapping[str, Settings]
     web: WebSettings
+    wiring: actions.Wiring  # builds the mailbox and the sender an action needs
     metrics: Metrics | None = None
     sessions: Sessions = field(init=False)
     throttle: Throttle = field(default_factory=Throttle)
@@ -270,20 +271,22 @@ async def act(request: Request) -> Response:
     form: FormData = request.state.form
     action = request.path_params["action"]
     key, instance = str(form.get("key", "")), str(form.get("instance", ""))
-    settings = _console(request).instances.get(instance)
+    console = _console(request)
+    settings = console.instances.get(instance)
     if settings is None or action not in ("release", "retry", "resend"):
         return page(request, "error.html", 404, title="Not found",
                     message="No such message or action.")
     who = request.state.session.who
     if action == "release":
-        done = await actions.release(settings, key, who)
+        done = await actions.release(console.wiring, settings, key, who)
         flash = "released" if done.ok else "failed"
     elif action == "retry":
-        done = await actions.retry(settings, key, who)
+        done = await actions.retry(console.wiring, settings, key, who)
         flash = {"replayed": "retried", "in-progress": "waiting"}.get(done.status, "failed")
     else:
         answer = str(form.get("answer", ""))
-        done = await actions.resend(settings, key, int(answer) if answer.isdigit() else -1, who)
+        done = await actions.resend(console.wiring, settings, key,
+                                    int(answer) if answer.isdigit() else -1, who)
         flash = "resent" if done.ok else "failed"
     query = urlencode({"instance": instance, "done": flash})
     return RedirectResponse(f"/messages/{quote(key, safe='')}?{query}", 303)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 import uvicorn
 
 from responder.config import ConfigError, Settings
+from responder.console.actions import Wiring
 from responder.console.app import Console, create_app, with_security_headers
 from responder.metrics import Metrics
 
@@ -68,11 +69,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def start_console(instances: Mapping[str, Settings],
-                        metrics: Metrics | None) -> RunningConsole:
+async def start_console(instances: Mapping[str, Settings], metrics: Metrics | None,
+                        wiring: Wiring) -> RunningConsole:
     """Start serving the console; ``stop()`` the result on the way out."""
     web = next(iter(instances.values())).web
-    console = Console(instances, web, metrics)
+    console = Console(instances, web, wiring, metrics)
     sock = _bind(web.host, web.port)
     config = uvicorn.Config(
         with_security_headers(create_app(console)),
