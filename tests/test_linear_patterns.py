@@ -19,17 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from responder import (
-    authresults,
-    banners,
-    body,
-    decision,
-    discovery,
-    language,
-    machine,
-    message,
-    quotes,
-)
+from responder.reading import banners, body, decision, language, machine, message, quotes
+from responder.trust import authresults, discovery
 
 
 @dataclass(frozen=True)
