@@ -43,7 +43,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "mailboxes": {"reading", "connections", "ledger"},
     "senders": {"connections"},
     "refile": {"ledger", "mailboxes", "plan"},  # a filed message back to the inbox
-    "records": {"ledger", "plan", "reading", "trust", "halo.tickets"},  # what the ledger keeps of a message
+    "records": {"ledger", "plan", "reading", "trust", "halo.tickets"},  # ledger rows
     "console": {"ledger", "mailboxes", "senders", "refile"},
     "analysis": {"reading"},  # reading in worker processes, under a time limit
     "worker": {"reading", "trust", "plan", "halo", "answers", "ledger", "mailboxes",
