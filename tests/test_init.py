@@ -293,7 +293,9 @@ def test_init_through_a_terminal_asks_tries_and_asks_again(
                      "--state-path", str(tmp_path / "ledger.sqlite3")], env)
     typed = "wrong-secret-typed-1"
     term.answer("Halo address", harness.halo.base_url)
-    term.answer("Halo authorisation server", "")
+    said = term.answer("Halo authorisation server", "")  # what Halo said is the default
+    assert f"Halo authorisation server (blank: the address + /auth) [{harness.halo.base_url}" \
+           "/auth]" in said + term.seen
     term.answer("Halo tenant", "")
     term.answer("client id", harness.halo.client_id)
     term.answer("client secret (not shown)", typed)
@@ -314,16 +316,27 @@ def test_init_through_a_terminal_asks_tries_and_asks_again(
     term.answer("IMAP TLS", "none")
     term.answer("IMAP port", str(harness.dovecot.port))
     term.answer("Mailbox user", harness.user)
+    term.answer("Mailbox password (not shown)", "wrong-imap-password-typed")
     term.answer("Watched folder [INBOX]", "")
+    refused = term.expect("Mailbox kind")  # refused before any SMTP question
+    assert "FAILED: mailbox: imap" in refused and "login refused" in refused
+    assert "SMTP" not in refused and "Answers leave by" not in refused
+    assert "wrong-imap-password-typed" not in refused
+    os.write(term.fd, b"\r")  # the kind: asked again, the earlier answers as defaults
+    for prompt in ("IMAP server", "IMAP TLS", "IMAP port", "Mailbox user"):
+        term.answer(prompt, "")
     term.answer("Mailbox password (not shown)", harness.dovecot.users[harness.user])
-    term.answer("Answers leave by", "")
+    term.answer("Watched folder [INBOX]", "")
+    said = term.answer("Answers leave by", "")
+    assert "ok: imap" in said and "folder INBOX" in said
     term.answer("SMTP server", harness.sink.host)
     term.answer("SMTP TLS", "none")
     term.answer("SMTP port", str(harness.sink.port))
     term.answer("Answers come from", RESPONDER_ADDRESS)
     said = term.answer("SMTP sign-in", "none")
     said = term.answer("Trust this?", "y")
-    assert "folder INBOX" in said and f"they fit the server {AUTHSERV}" in said
+    assert "ok: smtp" in said and f"they fit the server {AUTHSERV}" in said
+    assert "2 of 2 would be trusted" in said and "NOT TRUSTED" not in said
     code, rest = term.wait()
     assert code == 0, rest
     assert f"wrote {config}" in rest and "Next:" in rest
@@ -669,3 +682,85 @@ def test_a_plain_http_halo_elsewhere_is_refused_before_any_secret_is_sent(
     monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
     assert main(flags(harness, tmp_path, halo_url="http://halo.example.com")) == 2
     assert "--halo-url: plain http:// would send secrets" in capsys.readouterr().err
+
+
+# -- every reply would be quarantined: said, never "all is well" ---------------------------
+
+
+def unsigned_pass(ticket: int = 1300, first: str = "Approve") -> bytes:
+    """Our server says dkim=pass, yet the message carries no DKIM-Signature to show what
+    the pass covers: ``once`` quarantines it, so discovery must say so."""
+    from tests.harness import reply
+
+    raw = reply("alice@example.com", f"Re: Approval required [ID:{ticket}]", first, auth=None)
+    return shapes.on_top(raw, f"Authentication-Results: {AUTHSERV}; dkim=pass "
+                              "header.d=example.com; dmarc=pass header.from=example.com")
+
+
+NO_SIGNATURE = ("dkim=pass for example.com, but the message has no DKIM-Signature of it "
+                "to show which headers it covers")
+
+
+def test_check_discover_fails_when_no_message_would_be_trusted(
+    harness: Harness, tmp_path: Path, key: bytes, capsys: pytest.CaptureFixture[str],
+) -> None:
+    harness.overrides = {"security": {"trusted_authserv_id": AUTHSERV}}
+    config = harness.write_config(tmp_path / "config.toml")
+    harness.deliver(unsigned_pass())
+    harness.deliver(unsigned_pass())
+    assert main(["check", "--config", str(config), "--discover"]) == 1
+    out = capsys.readouterr().out
+    assert "0 of 2 would be trusted" in out
+    marked = [ln for ln in out.splitlines() if ln.startswith("   #")]
+    assert len(marked) == 2 and all(f"NOT TRUSTED: {NO_SIGNATURE}" in ln for ln in marked)
+    assert "NOT ONE of the 2 messages would be trusted" in out
+    assert "already trusts" not in out
+
+    harness.deliver(self_hosted(key, 1300))  # signed: some, not all, would be trusted
+    assert main(["check", "--config", str(config), "--discover"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 would be trusted" in out and "2 of 3 would not be trusted" in out
+    assert out.count("NOT TRUSTED: ") == 2 and "already trusts this" in out
+    assert main(["check", "--config", str(config), "--discover", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["not_trusted"] == {"#2": NO_SIGNATURE, "#3": NO_SIGNATURE}
+
+
+def test_init_refuses_unattended_and_warns_on_a_terminal_when_none_would_be_trusted(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, harness.halo.client_secret)
+    harness.deliver(unsigned_pass())
+    assert main(flags(harness, tmp_path)) == 2
+    captured = capsys.readouterr()
+    assert f"NOT TRUSTED: {NO_SIGNATURE}" in captured.out
+    assert "--trust auto: not one of the 1 newest message would be trusted" in captured.err
+    assert NO_SIGNATURE in captured.err and "--trust" in captured.err
+    assert not (tmp_path / "config.toml").exists()
+
+    given = {"halo_auth_url": "", "halo_tenant": "", "scope": "all", "folder": "INBOX",
+             "send": "smtp"}  # every answer given: only the trust is asked
+    argv = [f for f in flags(harness, tmp_path, **given) if f != "--yes"]
+    term = Terminal(argv, {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    said = term.answer("Trust this anyway? [y/N]", "")  # blank is no
+    assert "WARNING: with this block every reply would be quarantined" in said
+    assert "NOT ONE of the 1 message would be trusted" in said
+    term.answer("Trust profile (exchange-online, gmail, authserv-id:NAME, off): ", "off")
+    code, rest = term.wait()
+    assert code == 0, rest
+    assert tomllib.loads((tmp_path / "config.toml").read_text())["security"] == {
+        "policy": "off"}
+
+
+def test_a_dmarc_pass_by_aligned_spf_needs_no_signature() -> None:
+    from responder.config import SecuritySettings
+    from responder.discovery import discover
+    from tests.harness import reply
+
+    raw = shapes.on_top(
+        reply("alice@example.com", "Re: Approval required [ID:1300]", "Approve", auth=None),
+        f"Authentication-Results: {AUTHSERV}; dkim=none; spf=pass "
+        "smtp.mailfrom=example.com; dmarc=pass header.from=example.com")
+    found = discover([raw, unsigned_pass()], SecuritySettings())
+    assert found.trusted_under_proposal == 1 and found.refusals == (None, NO_SIGNATURE)

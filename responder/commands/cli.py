@@ -218,9 +218,9 @@ def _add_check(sub: Any) -> None:
         "  responder check -c config.toml --discover",
         "  0 every part is reachable and some trust is set (with --sample: every sample is\n"
         "  trusted and fits the [security] settings; with --discover: the config already\n"
-        "  trusts what the newest messages fit); 1 a part failed, no trust is set, or a\n"
-        "  sample or the discovery does not fit; 2 the config is invalid or a sample cannot\n"
-        "  be read")
+        "  trusts what the newest messages fit, and it trusts at least one of them); 1 a\n"
+        "  part failed, no trust is set, or a sample or the discovery does not fit (or not\n"
+        "  one message would be trusted); 2 the config is invalid or a sample cannot be read")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object: part -> ok, detail")
     p.add_argument("--sample", nargs="+", action="extend", type=Path, metavar="FILE",

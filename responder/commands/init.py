@@ -20,12 +20,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from responder.config import ConfigError, Settings, parse_settings
 from responder.config import _web_address as web_address
 from responder.logs import redact, setup_logging
 from responder.terminal import printable_lines
+
+if TYPE_CHECKING:
+    from responder.discovery import Discovery
 
 USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
@@ -140,10 +143,12 @@ class Asker:
         self.secrets[name] = secret  # a secret typed again replaces the refused one
         return secret
 
-    def confirm(self, question: str) -> bool:
+    def confirm(self, question: str, yes: bool = True) -> bool:
+        """A yes or no on the terminal; blank is ``yes`` (unattended: yes)."""
         if not self.interactive:
             return True
-        return input(f"{question} [Y/n]: ").strip().lower() in ("", "y", "yes")
+        answer = input(f"{question} {'[Y/n]' if yes else '[y/N]'}: ").strip().lower()
+        return answer in ("y", "yes") or (yes and not answer)
 
 
 def _dest(flag: str) -> str:
@@ -180,10 +185,10 @@ def ask_halo(a: Asker, folder: Path, again: bool = False) -> dict[str, Any]:
     if found_auth or found_tenant:
         a.out(f"  Halo says (GET /api/authinfo): authorisation server {found_auth or '-'}, "
               f"tenant {found_tenant or '-'}")
-    if found_auth.rstrip("/") == url.rstrip("/") + "/auth":
-        found_auth = ""  # the default: not written
     auth = a.ask("--halo-auth-url", "Halo authorisation server (blank: the address + /auth)",
                  found_auth, lambda v: None if not v else _url(v), again=again)
+    if auth.rstrip("/") == url.rstrip("/") + "/auth":
+        auth = ""  # the default: not written
     tenant = a.ask("--halo-tenant", "Halo tenant (blank for none)", found_tenant,
                    lambda v: None if _TENANT.fullmatch(v) else "expected a tenant name",
                    again=again)
@@ -284,7 +289,6 @@ def ask_mailbox(a: Asker, folder: Path, again: bool = False) -> tuple[str, dict[
                           _port, again=again)),
         "tls": tls,
         "username": a.ask("--imap-user", "Mailbox user (Google: the address)", again=again),
-        "folder": a.ask("--folder", "Watched folder", "INBOX", again=again),
     }
     if google:
         section |= {"auth": "oauth2-google", "service_account_file": a.ask(
@@ -293,6 +297,7 @@ def ask_mailbox(a: Asker, folder: Path, again: bool = False) -> tuple[str, dict[
     else:
         section["password"] = a.secret("--imap-password", "Mailbox password", "imap_password",
                                        "IMAP_PASSWORD", folder, again=again)
+    section["folder"] = a.ask("--folder", "Watched folder", "INBOX", again=again)
     if getattr(a.args, "no_verify_tls", False):
         section["verify_tls"] = False
     return kind, section
@@ -335,27 +340,31 @@ def ask_sending(a: Asker, kind: str, folder: Path, mailbox: dict[str, Any],
     return section
 
 
-async def try_mail(settings: Settings) -> list[str]:
-    """Open the mailbox read-only (finds the folder) and greet the outgoing server."""
+async def try_mailbox(settings: Settings) -> list[str]:
+    """Sign in to the mailbox read-only and open its folder, before SMTP is asked about."""
     from responder.mailboxes import MailboxError
-    from responder.senders.smtp import SmtpError
-    from responder.service import make_mail, read_only_mailbox
+    from responder.service import read_only_mailbox
 
     mailbox = read_only_mailbox(settings)
-    said = []
     try:
         await mailbox.open()
-        said.append(await mailbox.describe())
+        return [await mailbox.describe()]
     except MailboxError as exc:
         raise InitStop(f"mailbox: {exc}") from None
     finally:
         await mailbox.close()
+
+
+async def try_sending(settings: Settings) -> list[str]:
+    """Greet the outgoing server (or Graph) the answers leave through."""
+    from responder.senders.smtp import SmtpError
+    from responder.service import make_mail
+
     _, sender = make_mail(settings)
     try:
-        said.append(await sender.check())
+        return [await sender.check()]
     except SmtpError as exc:
         raise InitStop(f"smtp: {exc}") from None
-    return said
 
 
 def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
@@ -366,25 +375,43 @@ def choose_trust(a: Asker, settings: Settings) -> dict[str, Any]:
     trust = a.args.trust or "auto"
     if trust == "auto":
         found = discover(asyncio.run(peek_headers(settings, a.args.newest)), settings.security)
-        lines = report_lines(found, watched(settings))
-        for line in lines[:-1] if found.proposal.trusted_authserv_id else lines:
-            a.out(line)  # (not the last: it is about a config, and there is none yet)
-        if found.proposal.trusted_authserv_id and not found.mixed and a.confirm(
-                "Trust this?"):
+        for line in report_lines(found, watched(settings)):
+            if not line.startswith("the current config"):  # there is none yet
+                a.out(line)
+        if found.none_trusted:
+            a.out("WARNING: with this block every reply would be quarantined; answer n "
+                  "and name the profile only once the reason above is fixed")
+        if found.proposal.trusted_authserv_id and not found.mixed and (
+                not found.none_trusted or a.interactive) and a.confirm(
+                "Trust this anyway?" if found.none_trusted else "Trust this?",
+                yes=not found.none_trusted):
             return found.block()
         if not a.interactive:
-            why = "the messages are stamped by more than one server" if found.mixed else \
-                "no message fits a profile"
-            raise InitStop(f"--trust auto: {why}; name the profile with --trust "
+            raise InitStop(f"--trust auto: {_refused(found)}; name the profile with --trust "
                            "(exchange-online, gmail, authserv-id:NAME or off)", USAGE)
         trust = a.ask("--trust", "Trust profile (exchange-online, gmail, authserv-id:NAME, off)",
-                      _as_choice(found.profile) if found.proposal.trusted_authserv_id else None,
+                      _as_choice(found.profile) if found.proposal.trusted_authserv_id
+                      and not found.none_trusted else None,
                       lambda v: "name one" if v == "auto" else _trust_choice(v), again=True)
     if trust == "off":
         return {"policy": "off"}
     name = {"exchange-online": "exchange-online", "gmail": "mx.google.com"}.get(
         trust, trust.removeprefix("authserv-id:"))
     return {"trusted_authserv_id": [name]}
+
+
+def _refused(found: Discovery) -> str:
+    """Why ``--trust auto`` takes no profile, unattended (header text shown escaped)."""
+    from responder.terminal import printable
+
+    if found.mixed:
+        return "the messages are stamped by more than one server"
+    if found.none_trusted:
+        n = len(found.samples)
+        return (f"not one of the {n} newest message{'' if n == 1 else 's'} would be trusted "
+                f"under the profile they fit, every reply would be quarantined "
+                f"({printable(found.main_refusal()[:200])})")
+    return "no message fits a profile"
 
 
 def _as_choice(profile: str) -> str:
@@ -417,16 +444,25 @@ def run_init(args: argparse.Namespace) -> int:
                            lambda data: [asyncio.run(try_halo(data["halo"]))])
     a.out("The mailbox the approvers reply to")
 
-    def mail(again: bool) -> dict[str, Any]:
-        kind, section = ask_mailbox(a, folder, again)
-        smtp = ask_sending(a, kind, folder, section, again)
-        data = {**halo, ("imap" if kind == "google" else kind): section}
-        data |= {"smtp": smtp} if smtp is not None else {}
-        data |= {"state": {"path": str(Path(args.state_path).resolve())}} if args.state_path \
-            else {}
-        return data
+    kinds: list[str] = []
 
-    data = _until_it_works(a, mail, lambda d: asyncio.run(try_mail(_settings(d))))
+    def mailbox(again: bool) -> dict[str, Any]:
+        kind, section = ask_mailbox(a, folder, again)
+        kinds[:] = [kind]
+        data = {**halo, ("imap" if kind == "google" else kind): section}
+        return data | ({"state": {"path": str(Path(args.state_path).resolve())}}
+                       if args.state_path else {})
+
+    found = _until_it_works(a, mailbox,
+                            lambda d: asyncio.run(try_mailbox(_settings(d, sending=False))))
+    a.out("How the answers leave")
+
+    def sending(again: bool) -> dict[str, Any]:
+        key = "imap" if kinds[0] == "google" else kinds[0]
+        smtp = ask_sending(a, kinds[0], folder, found[key], again)
+        return found | ({"smtp": smtp} if smtp is not None else {})
+
+    data = _until_it_works(a, sending, lambda d: asyncio.run(try_sending(_settings(d))))
     a.out("Trust: which server's Authentication-Results to believe")
     data["security"] = choose_trust(a, _settings(data))
     _settings(data)  # the whole config validates before anything is written
@@ -453,7 +489,14 @@ def _until_it_works(a: Asker, ask: Callable[[bool], dict[str, Any]],
             again = True
 
 
-def _settings(data: dict[str, Any]) -> Settings:
+# A config needs a way out for its answers; while only the mailbox is tried, this one
+# stands in (never contacted: try_mailbox opens the mailbox alone).
+_NOT_YET_ASKED = {"host": "localhost", "from": "answers@example.invalid"}
+
+
+def _settings(data: dict[str, Any], sending: bool = True) -> Settings:
+    if not sending and "smtp" not in data and "graph" not in data:
+        data = data | {"smtp": _NOT_YET_ASKED}
     try:
         return parse_settings(_render(data, lambda s: s.value))
     except ConfigError as exc:

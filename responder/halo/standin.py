@@ -780,7 +780,7 @@ def _recorded_body(path: str, raw: bytes) -> Any:
 
 
 def seed_demo(halo: StandinHalo) -> None:
-    """Two tickets waiting for approval, used by ``responder demo`` and by hand."""
+    """Two tickets waiting for approval, for trying by hand (``responder demo`` seeds its own)."""
     halo.add_ticket(
         1001,
         "New laptop for Dana",

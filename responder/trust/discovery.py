@@ -38,7 +38,19 @@ class Discovery:
     proposal: Fit  # the block proposed (empty when no profile fits)
     counts: tuple[tuple[str, int], ...]  # every profile seen, most frequent first
     trusted_under_proposal: int  # how many of the messages that proposal would trust
-    fits_config: bool  # the current [security] settings already trust the proposal
+    fits_config: bool  # the current settings trust the proposal, and it trusts some mail
+    # per message: why the proposal (the current settings when none) would not trust it
+    refusals: tuple[str | None, ...] = ()
+
+    @property
+    def none_trusted(self) -> bool:
+        """A profile fits, yet not one message would be trusted: every reply quarantined."""
+        return bool(self.samples) and self.profile != NOTHING and not self.trusted_under_proposal
+
+    def main_refusal(self) -> str:
+        """The most frequent reason a message would not be trusted ("" when none)."""
+        ranked = Counter(r for r in self.refusals if r).most_common(1)
+        return ranked[0][0] if ranked else ""
 
     @property
     def mixed(self) -> bool:
@@ -65,6 +77,8 @@ class Discovery:
                 "counts": dict(self.counts), "mixed": self.mixed,
                 "security": self.proposal.toml() if self.proposal.trusted_authserv_id else [],
                 "trusted_under_proposal": self.trusted_under_proposal,
+                "not_trusted": {s.name: r for s, r in zip(self.samples, self.refusals,
+                                                          strict=True) if r},
                 "fits_config": self.fits_config}
 
 
@@ -88,10 +102,13 @@ def discover(headers: list[bytes], current: SecuritySettings) -> Discovery:
         trusted_authserv_id=tuple(proposal.trusted_authserv_id),
         exchange_internal=proposal.exchange_internal,
         internal_domains=tuple(proposal.internal_domains))
-    trusted = sum(read_sample(s.name, raw, proposed).verdict.trusted
-                  for s, raw in zip(samples, headers, strict=True))
+    verdicts = ([read_sample(s.name, raw, proposed).verdict
+                 for s, raw in zip(samples, headers, strict=True)]
+                if profile != NOTHING else [s.verdict for s in samples])
+    trusted = sum(v.trusted for v in verdicts) if profile != NOTHING else 0
+    refusals = tuple(None if v.trusted else v.reason for v in verdicts)
     return Discovery(samples, profile, proposal, tuple(ranked), trusted,
-                     _fits(current, proposal))
+                     _fits(current, proposal) and trusted > 0, refusals)
 
 
 def _fits(current: SecuritySettings, proposal: Fit) -> bool:
@@ -104,12 +121,14 @@ def _fits(current: SecuritySettings, proposal: Fit) -> bool:
             and set(proposal.internal_domains) <= domains)
 
 
-def evidence_line(sample: Sample, width: int = 28) -> str:
-    """One message in one line: who it is from, who stamped it, what it found."""
+def evidence_line(sample: Sample, width: int = 28, refusal: str | None = None) -> str:
+    """One message in one line: who it is from, who stamped it, what it found, and
+    (``refusal``) why it would not be trusted."""
     results = " ".join(r.split()[0] for r in sample.topmost_results if r.split()) or "-"
     internal = ", AuthAs Internal" if sample.fits == INTERNAL else ""
+    why = f"; NOT TRUSTED: {_shown(refusal, 200)}" if refusal else ""
     return (f"  {sample.name:>3}  {_shown(sample.sender or '-', width):{width}}  "
-            f"{_shown(sample.topmost, 40)}: {_shown(results, 60)}{internal}")
+            f"{_shown(sample.topmost, 40)}: {_shown(results, 60)}{internal}{why}")
 
 
 def _shown(text: str, width: int) -> str:
@@ -127,7 +146,8 @@ def report_lines(found: Discovery, where: str) -> list[str]:
              "(read-only: nothing flagged, claimed or moved):"]
     width = min(max(len(s.sender or "-") for s in found.samples), 32)
     lines.append(f"  {'':>3}  {'from':{width}}  topmost Authentication-Results: results")
-    lines += [evidence_line(s, width) for s in found.samples]
+    refusals = found.refusals or (None,) * n
+    lines += [evidence_line(s, width, r) for s, r in zip(found.samples, refusals, strict=True)]
     seen = ", ".join(f"{count} {_name(p)}" for p, count in found.counts)
     lines.append(f"stamped by: {seen}")
     if found.profile == NOTHING:
@@ -140,6 +160,15 @@ def report_lines(found: Discovery, where: str) -> list[str]:
     lines.append(f"they fit {_name(found.profile)}; {found.trusted_under_proposal} of {n} "
                  "would be trusted under:")
     lines += [f"  {line}" for line in found.proposal.toml()]
+    if found.none_trusted:
+        why = _shown(found.main_refusal(), 200)
+        lines.append(f"NOT ONE of the {n} message{'' if n == 1 else 's'} would be trusted under "
+                     f"it: every reply like them would be quarantined ({why}); fix what the "
+                     "reason on each line says before trusting this")
+        return lines
+    if found.trusted_under_proposal < n:
+        lines.append(f"{n - found.trusted_under_proposal} of {n} would not be trusted: the "
+                     "reason is on each line marked NOT TRUSTED")
     lines.append("the current config already trusts this" if found.fits_config else
                  "the current config does not trust this yet: put the block above in it")
     return lines
