@@ -755,7 +755,7 @@ def test_init_refuses_unattended_and_warns_on_a_terminal_when_none_would_be_trus
 
 def test_a_dmarc_pass_by_aligned_spf_needs_no_signature() -> None:
     from responder.config import SecuritySettings
-    from responder.discovery import discover
+    from responder.trust.discovery import discover
     from tests.harness import reply
 
     raw = shapes.on_top(

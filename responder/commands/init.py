@@ -28,7 +28,7 @@ from responder.logs import redact, setup_logging
 from responder.terminal import printable_lines
 
 if TYPE_CHECKING:
-    from responder.discovery import Discovery
+    from responder.trust.discovery import Discovery
 
 USAGE, FAILED = 2, 1
 KINDS = ("imap", "graph", "google", "maildir")
