@@ -761,14 +761,10 @@ def backup(source: Path, target: Path) -> tuple[int, int]:
 
 
 def _owner_only(path: Path) -> None:
-    """An empty file at ``path`` with mode 0600 (set, not left to the umask), which
-    SQLite then fills; its journal takes the same mode."""
+    """An empty file at ``path`` (replacing one there) with mode 0600, which SQLite then
+    fills; its journal takes the same mode."""
     path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    _private_file(path)
 
 
 def _create_private(path: Path) -> None:
@@ -779,7 +775,16 @@ def _create_private(path: Path) -> None:
         return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):  # another process made it meanwhile
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _private_file(path)
+
+
+def _private_file(path: Path) -> None:
+    """A new empty file with mode 0600, set rather than left to the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _sidecars(ledger: Path) -> list[Path]:
