@@ -44,17 +44,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import email
 import email.policy
 import email.utils
 import ipaddress
 import json
+import os
 import secrets
 import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -207,6 +210,22 @@ class StandinGraph:
     def env(self) -> dict[str, str]:
         """What a process needs to trust the stand-in's certificate (requests and httpx)."""
         return {"REQUESTS_CA_BUNDLE": str(self.ca_file), "SSL_CERT_FILE": str(self.ca_file)}
+
+    @classmethod
+    @contextlib.contextmanager
+    def trusted(cls) -> Iterator[StandinGraph]:
+        """A running stand-in whose CA this process trusts (MSAL and httpx) meanwhile."""
+        with cls() as server:
+            saved = {k: os.environ.get(k) for k in server.env()}
+            os.environ.update(server.env())
+            try:
+                yield server
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
     def _tls_context(self) -> ssl.SSLContext:
         from cryptography import x509

@@ -40,17 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def graph() -> Iterator[StandinGraph]:
     """One stand-in Graph per module; every process here trusts its CA (MSAL and httpx)."""
-    with StandinGraph() as server:
-        saved = {k: os.environ.get(k) for k in server.env()}
-        os.environ.update(server.env())
-        try:
-            yield server
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with StandinGraph.trusted() as server:
+        yield server
 
 
 # How the stand-in spells the size property's id in its answers: Graph's canonical form,

@@ -418,17 +418,8 @@ def test_discovery_never_proposes_or_prints_what_a_hostile_header_smuggles() -> 
 @pytest.fixture(scope="module")
 def graph() -> Iterator[StandinGraph]:
     """The stand-in Graph (HTTPS); this process trusts its CA while the module runs."""
-    with StandinGraph() as server:
-        saved = {k: os.environ.get(k) for k in server.env()}
-        os.environ.update(server.env())
-        try:
-            yield server
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with StandinGraph.trusted() as server:
+        yield server
 
 
 def test_check_discover_reads_a_graph_mailbox_with_gets_only(
