@@ -87,6 +87,17 @@ def setup_logging(verbosity: int = 0, fmt: str = "text", secrets: Iterable[str] 
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+def also_redact(secrets: Iterable[str]) -> None:
+    """Hide these secrets too from now on (a config reloaded with new ones); the old ones
+    stay hidden, as lines about the old config may still come."""
+    known = set(_SECRETS) | {s for s in secrets if len(s) >= 4}
+    _SECRETS[:] = sorted(known, key=len, reverse=True)
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, Redactor):
+                found.secrets = list(_SECRETS)
+
+
 def redact(text: str) -> str:
     """``text`` with the secrets of the last ``setup_logging`` replaced (for stderr lines)."""
     for secret in _SECRETS:

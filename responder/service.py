@@ -24,7 +24,7 @@ from responder.connections.oauth import TokenSource, token_source
 from responder.halo.client import HaloClient, HaloError
 from responder.halo.tickets import Ticket
 from responder.ledger import Ledger, LedgerError, schema_version
-from responder.logs import warn_exposed_secrets
+from responder.logs import also_redact, warn_exposed_secrets
 from responder.mailboxes import Mailbox, MailboxAuthError, MailboxError
 from responder.mailboxes.graph import GraphMailbox
 from responder.mailboxes.imap import ImapMailbox
@@ -72,18 +72,12 @@ def make_mail(settings: Settings) -> tuple[Mailbox, Sender]:
 
 
 @contextlib.asynccontextmanager
-async def halo_client(settings: Settings, *, shared_budget: bool = True
-                      ) -> AsyncIterator[HaloClient]:
-    """A Halo client whose request budget is shared by every process on this ledger.
-
-    ``check`` goes without (``shared_budget=False``): it may run as another user than
-    the service's, and must neither create the ledger nor migrate it for its 2 requests.
-    """
+async def halo_client(settings: Settings) -> AsyncIterator[HaloClient]:
+    """A Halo client whose request budget is shared by every process on this ledger."""
     budget: Ledger | None = None
     try:  # its own connection: the budget writes from worker threads
-        if shared_budget:
-            budget = Ledger(settings.state.path)
-    except (LedgerError, sqlite3.Error, OSError) as exc:  # ``check``: on the ledger's line
+        budget = Ledger(settings.state.path)
+    except (LedgerError, sqlite3.Error, OSError) as exc:
         log.warning("Halo request budget not shared (ledger unavailable: %s)", exc)
     try:
         async with HaloClient(settings.halo, budget_store=budget) as halo:
@@ -132,7 +126,7 @@ async def check(settings: Settings) -> list[CheckLine]:
     if mailbox is None:
         lines.append(CheckLine("mailbox", False, missing["mailbox"]))
     else:
-        lines.append(await _check_mailbox(mailbox))
+        lines.append(await check_mailbox(mailbox))
     name = "smtp" if settings.smtp is not None else "sendmail"
     try:
         if sender is None:
@@ -145,7 +139,9 @@ async def check(settings: Settings) -> list[CheckLine]:
         if missing["halo"]:
             lines.append(CheckLine("halo", False, missing["halo"]))
         else:
-            async with halo_client(settings, shared_budget=False) as halo:
+            # no shared budget: check may run as another user than the service's, and
+            # must neither create the ledger nor migrate it for its 2 requests
+            async with HaloClient(settings.halo) as halo:
                 lines.append(CheckLine("halo", True, await halo.check()))
     except HaloError as exc:
         lines.append(CheckLine("halo", False, str(exc)))
@@ -202,7 +198,8 @@ def _check_parts(
     return mailbox, sender
 
 
-async def _check_mailbox(mailbox: Mailbox) -> CheckLine:
+async def check_mailbox(mailbox: Mailbox) -> CheckLine:
+    """Open the mailbox (its folder) and describe it; closed again whatever happens."""
     try:
         await mailbox.open()
         return CheckLine("mailbox", True, await mailbox.describe())
@@ -293,6 +290,7 @@ async def serve(instances: dict[str, Settings], config_path: Path | None = None)
                 instances = load_instances(config_path)
                 for settings in instances.values():
                     settings.require_secrets()
+                also_redact(s for settings in instances.values() for s in settings.secrets())
                 log.info("config reloaded from %s: %s", config_path, describe_targets(instances))
                 warn_exposed_secrets(config_path, instances)
             except ConfigError as exc:

@@ -245,6 +245,20 @@ def test_sessions_end_after_their_minutes() -> None:
 NEW_PASSWORD = "the new console password"
 
 
+def test_a_reloaded_session_length_applies_to_new_sessions(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    console = Console({"default": settings}, settings.web, console_wiring())
+    clock = [0.0]
+    console.sessions.clock = lambda: clock[0]
+    kept = console.sessions.start("admin")
+    shorter = settings_for(tmp_path, session_minutes=5)
+    assert console.reload({"default": shorter}) == 0  # the same password: nobody signed out
+    fresh = console.sessions.start("admin")
+    clock[0] = 6 * 60.0
+    assert console.sessions.get(fresh) is None  # 5 minutes, as the reloaded config says
+    assert console.sessions.get(kept) is not None
+
+
 async def test_a_changed_password_on_reload_signs_everyone_out(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     console = Console({"default": settings}, settings.web, console_wiring())

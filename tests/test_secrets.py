@@ -24,7 +24,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from responder.halo.standin import StandinHalo
-from responder.logs import setup_logging
+from responder.logs import also_redact, setup_logging
 from responder.service import check
 from tests.harness import Harness, gmail_reply
 from tests.servers import Dovecot, SmtpSink
@@ -175,3 +175,15 @@ async def test_no_secret_reaches_logs_errors_the_ledger_or_check(
     assert leaks("\n".join(errors), tokens) == []
     assert leaks(repr(h.ledger_rows()), tokens) == []
     assert all(s not in repr(h.settings) for s in ALL)
+
+
+def test_a_secret_that_a_reloaded_config_brings_is_hidden_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After SIGHUP with a new Halo secret, both the old and the new one are redacted."""
+    setup_logging(0, "text", ["the-old-secret"])
+    also_redact(["the-new-secret"])
+    logging.getLogger("responder").info("old the-old-secret, new the-new-secret")
+    line = capsys.readouterr().err
+    assert "the-old-secret" not in line and "the-new-secret" not in line
+    assert line.count("***") == 2

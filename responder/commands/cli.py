@@ -401,16 +401,26 @@ def _check(args: argparse.Namespace) -> int:
         ok = ok and all(ln.ok for ln in lines)
         report[name] = {ln.component: {"ok": ln.ok, "detail": ln.detail} for ln in lines}
         if not args.json:
-            if len(report) > 1 or name != "default":
-                print(f"[{name}]")
+            _heading(report, name)
             for ln in lines:
                 detail = ln.detail.replace("--config CONFIG", f"--config {args.config}")
                 print(f"{ln.component:8} {'ok' if ln.ok else 'FAILED':6} {printable(detail)}")
     if args.json:
-        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+        _print_json(report)
     else:
         print(_check_summary(report))
     return OK if ok else FAILED
+
+
+def _heading(report: dict[str, Any], name: str) -> None:
+    """``[name]`` above an instance's lines, unless the config has the default one only."""
+    if len(report) > 1 or name != "default":
+        print(f"[{name}]")
+
+
+def _print_json(report: dict[str, Any]) -> None:
+    """The report as one JSON object: the default instance's alone, else by instance."""
+    print(json.dumps(report["default"] if list(report) == ["default"] else report))
 
 
 def _check_ticket(args: argparse.Namespace) -> int:
@@ -428,11 +438,10 @@ def _check_ticket(args: argparse.Namespace) -> int:
         ok = ok and ticket is not None
         report[name] = lines
         if not args.json:
-            if len(report) > 1 or name != "default":
-                print(f"[{name}]")
+            _heading(report, name)
             print("\n".join(printable(line) for line in lines))
     if args.json:
-        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+        _print_json(report)
     return OK if ok else FAILED
 
 
@@ -457,11 +466,10 @@ def _check_samples(args: argparse.Namespace) -> int:
         ok = ok and not found.contradictions and all(s.verdict.trusted for s in samples)
         report[name] = {"samples": [s.as_json() for s in samples], "fits": found.__dict__}
         if not args.json:
-            if len(report) > 1 or name != "default":
-                print(f"[{name}]")
+            _heading(report, name)
             print("\n".join(printable(line) for line in report_lines(samples, found)))
     if args.json:
-        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+        _print_json(report)
     return OK if ok else FAILED
 
 
@@ -471,17 +479,16 @@ def _check_discover(args: argparse.Namespace) -> int:
     from responder.trust.discovery import discover, report_lines
 
     ok, report = True, {}
-    for name, settings in _instances(args).items():
+    for name, settings in _instances(args, needs=("mailbox",)).items():
         headers = asyncio.run(peek_headers(settings, args.newest))
         found = discover(headers, settings.security)
         ok = ok and found.fits_config
         report[name] = found.as_json()
         if not args.json:
-            if len(report) > 1 or name != "default":
-                print(f"[{name}]")
+            _heading(report, name)
             print("\n".join(printable(line) for line in report_lines(found, watched(settings))))
     if args.json:
-        print(json.dumps(report["default"] if list(report) == ["default"] else report))
+        _print_json(report)
     return OK if ok else FAILED
 
 

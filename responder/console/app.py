@@ -86,7 +86,13 @@ class Console:
         web = next(iter(instances.values())).web
         changed = web.password_hash != self.web.password_hash
         self.instances, self.web = instances, web
-        return self.sessions.end_all() if changed else 0
+        self.sessions.minutes = web.session_minutes  # for sessions started from now on
+        if not changed:
+            return 0
+        ended = self.sessions.end_all()
+        log.info("console password changed: %d session%s signed out", ended,
+                 "" if ended == 1 else "s")
+        return ended
 
 
 def _environment() -> Environment:
