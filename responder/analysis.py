@@ -21,7 +21,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -103,7 +102,6 @@ class Analyser:
             raise
 
     def _result(self, worker: _Worker, raw: bytes, limit: float) -> Facts:
-        started = time.monotonic()
         try:
             ready = worker.conn.poll(limit)
             answer = worker.conn.recv() if ready else None
@@ -117,8 +115,7 @@ class Analyser:
         if answer is None:
             worker.stop()
             self._replace()
-            log.warning("a message was not read within %.1f s: its reader was stopped",
-                        time.monotonic() - started)
+            log.warning("a message was not read within %.1f s: its reader was stopped", limit)
             return too_complex(raw, limit)
         self._checkin(worker)
         if isinstance(answer, Facts):

@@ -208,6 +208,8 @@ def schema_version() -> int:
 
 
 SEEN, SUBMITTING, DECIDED, ANSWERED, FILED = "seen", "submitting", "decided", "answered", "filed"
+# An answer or digest not sent yet: waiting, or on the wire (a crash there resends it).
+UNSENT = "('pending', 'sending')"
 REPLAY = "replay"  # the outcome of a message put back by ``responder replay``, until its pass
 
 
@@ -565,7 +567,7 @@ class Ledger:
     def digest_unsent(self, recipient: str) -> bool:
         """A digest to ``recipient`` still waits for the SMTP server (a newer one waits too)."""
         row = self.db.execute(
-            "SELECT 1 FROM digests WHERE recipient = ? AND state IN ('pending', 'sending') "
+            f"SELECT 1 FROM digests WHERE recipient = ? AND state IN {UNSENT} "
             "LIMIT 1",
             (recipient,),
         ).fetchone()
@@ -607,7 +609,7 @@ class Ledger:
         """
         rows = self.db.execute(
             "SELECT id, message_key, recipient, raw, attempts, sending_pid, sending_at "
-            "FROM outbox WHERE state IN ('pending', 'sending') AND attempts < ? ORDER BY id",
+            f"FROM outbox WHERE state IN {UNSENT} AND attempts < ? ORDER BY id",
             (max_attempts,),
         )
         answers = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4], sending_pid=r[5],
@@ -615,7 +617,7 @@ class Ledger:
         digests = self.db.execute(
             "SELECT d.id, GROUP_CONCAT(o.message_key, ','), d.recipient, d.raw, d.attempts, "
             "d.sending_pid, d.sending_at FROM digests d LEFT JOIN outbox o "
-            "ON o.digest_id = d.id WHERE d.state IN ('pending', 'sending') AND d.attempts < ? "
+            f"ON o.digest_id = d.id WHERE d.state IN {UNSENT} AND d.attempts < ? "
             "GROUP BY d.id ORDER BY d.id",
             (max_attempts,),
         )
@@ -640,12 +642,12 @@ class Ledger:
             what = ("message_key" if table == "outbox" else
                     "(SELECT GROUP_CONCAT(message_key, ',') FROM outbox WHERE digest_id = d.id)")
             rows = self.db.execute(
-                f"SELECT {what} FROM {table} d WHERE state IN ('pending', 'sending') "
+                f"SELECT {what} FROM {table} d WHERE state IN {UNSENT} "
                 "AND attempts >= ?",
                 (max_attempts,),
             ).fetchall()
             self.db.execute(
-                f"UPDATE {table} SET state = 'dropped' WHERE state IN ('pending', 'sending') "
+                f"UPDATE {table} SET state = 'dropped' WHERE state IN {UNSENT} "
                 "AND attempts >= ?",
                 (max_attempts,),
             )
@@ -672,8 +674,7 @@ class Ledger:
         """The server refused it (or the connection broke on it): pending again."""
         self.db.execute(
             f"UPDATE {_table(item)} SET state = 'pending', sending_pid = NULL, "
-            "attempts = attempts + 1, last_error = ? WHERE id = ? AND state IN "
-            "('pending', 'sending')",
+            f"attempts = attempts + 1, last_error = ? WHERE id = ? AND state IN {UNSENT}",
             (error[:500], item.id),
         )
 
@@ -708,7 +709,7 @@ class Ledger:
         row = self.db.execute(
             "SELECT (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending', "
             "'held')) + (SELECT COUNT(*) FROM outbox o JOIN digests d ON o.digest_id = d.id "
-            "WHERE d.state IN ('pending', 'sending'))"
+            f"WHERE d.state IN {UNSENT})"
         ).fetchone()
         return int(row[0])
 

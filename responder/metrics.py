@@ -29,11 +29,8 @@ class Dependency:
 
     failing_since: float | None = None  # time.time() of the first failure in a row
     refused: bool = False  # the last failure was a refused sign-in
-    known: bool = False  # contacted at least once
 
     def state(self, now: float) -> str:
-        if not self.known:
-            return "not contacted yet"
         if self.failing_since is None:
             return "ok"
         what = "refusing the sign-in" if self.refused else "failing"
@@ -61,7 +58,6 @@ class Metrics:
         self.outbox = Gauge("responder_outbox_size", "Answers waiting to be sent", registry=r)
         self.last_pass_at = 0.0
         self.mailbox_ok = False
-        self.mailbox_problem = ""  # why the mailbox is not answering (logged, never served)
         self.last_pass = Gauge("responder_last_pass_timestamp_seconds",
                                "When the last pass over the mailbox finished", registry=r)
         self.instance_passes: dict[str, float] = {}  # for the review console
@@ -74,7 +70,6 @@ class Metrics:
         if ok is None:
             return
         found = self.dependencies.setdefault((instance, name), Dependency())
-        found.known = True
         if ok:
             found.failing_since, found.refused = None, False
         else:
@@ -113,7 +108,6 @@ class Metrics:
     def mailbox_reachable(self, up: bool, problem: str = "", *, instance: str = "default",
                           refused: bool = False) -> None:
         self.mailbox_ok = up
-        self.mailbox_problem = "" if up else problem  # for the log's reader, never served
         self.mailbox_up.set(1 if up else 0)
         self.dependency(instance, "mailbox", up, refused=refused)
 
@@ -127,8 +121,9 @@ class Metrics:
         for instance in sorted({i for i, _ in self.dependencies} or {"default"}):
             label = "" if instance == "default" else f"{instance}: "
             for name in DEPENDENCIES:
-                found = self.dependencies.get((instance, name), Dependency())
-                lines.append(f"{label}{name} {found.state(now)}")
+                found = self.dependencies.get((instance, name))
+                lines.append(f"{label}{name} "
+                             f"{found.state(now) if found else 'not contacted yet'}")
         if self.last_pass_at:
             lines.append(f"last pass {now - self.last_pass_at:.0f} s ago")
         return problem is None, "\n".join(lines) + "\n"

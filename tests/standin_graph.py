@@ -304,6 +304,16 @@ class StandinGraph:
             return stored.id
 
     def folder_id(self, address: str, path: str) -> str:
+        return self._walk(address, path, make=False)
+
+    def add_folder(self, address: str, path: str) -> str:
+        """A folder made by someone else (another instance, a user): each missing level."""
+        with self._lock:
+            return self._walk(address, path, make=True)
+
+    def _walk(self, address: str, path: str, *, make: bool) -> str:
+        """The id of the folder at ``path`` ("Approvals/Done"); KeyError when a level is
+        missing, unless ``make``: then the missing levels are made."""
         box = self.mailboxes[address.lower()]
         parent: str | None = None
         for depth, name in enumerate(n for n in path.split("/") if n):
@@ -312,29 +322,14 @@ class StandinGraph:
                 continue
             found = [f for f in box.folders.values()
                      if f.parent == parent and f.name.lower() == name.lower()]
-            if not found:
+            if not found and not make:
                 raise KeyError(path)
+            if not found:
+                found = [Folder(_new_id(), name, parent)]
+                box.folders[found[0].id] = found[0]
             parent = found[0].id
         assert parent is not None
         return parent
-
-    def add_folder(self, address: str, path: str) -> str:
-        """A folder made by someone else (another instance, a user): each missing level."""
-        with self._lock:
-            box = self.mailboxes[address.lower()]
-            parent: str | None = None
-            for depth, name in enumerate(n for n in path.split("/") if n):
-                if depth == 0 and name.lower() in box.folders:
-                    parent = name.lower()
-                    continue
-                found = [f for f in box.folders.values()
-                         if f.parent == parent and f.name.lower() == name.lower()]
-                if not found:
-                    found = [Folder(_new_id(), name, parent)]
-                    box.folders[found[0].id] = found[0]
-                parent = found[0].id
-            assert parent is not None
-            return parent
 
     def delete_folder(self, address: str, path: str) -> None:
         """A user deleting a folder (and what is in it) in Outlook."""

@@ -621,7 +621,7 @@ def test_discovery_reads_at_most_64_kb_of_each_header_block(
     config = harness.write_config(tmp_path / "config.toml")
     assert main(["check", "--config", str(config), "--discover", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"mx.google.com": 1}
-    from responder.mailboxes.imap import PEEK_BYTES
+    from responder.mailboxes import PEEK_BYTES
     from responder.service import peek_headers
 
     headers = asyncio.run(peek_headers(harness.settings, 1))

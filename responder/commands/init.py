@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from responder.config import ConfigError, Settings, parse_settings
+from responder.config import (
+    ConfigError,
+    Settings,
+    parse_settings,
+    readable_by_others,
+    resolve_secret,
+)
 from responder.config import _web_address as web_address
 from responder.logs import redact, setup_logging
 from responder.terminal import printable_lines
@@ -116,10 +122,13 @@ class Asker:
                 raise InitStop(f"{flag}-env: environment variable {variable} is not set", USAGE)
             return Secret(os.environ[variable], f"env:{variable}")
         if path and Path(path).is_file() and not again:
-            value = Path(path).read_text(encoding="utf-8").strip()
+            try:
+                value = resolve_secret(f"file:{path}")
+            except ValueError as exc:
+                raise InitStop(f"{flag}-file: {exc}", USAGE) from None
             if not value:
                 raise InitStop(f"{flag}-file: {path} is empty", USAGE)
-            if Path(path).stat().st_mode & 0o077:
+            if readable_by_others(Path(path)):
                 self.out(f"  warning: {path} is readable by other users: chmod 600 it")
             return Secret(value, f"file:{Path(path).resolve()}")
         if not self.interactive:
@@ -231,7 +240,7 @@ async def authinfo(url: str) -> tuple[str, str]:
 async def try_halo(section: dict[str, Any]) -> str:
     """Sign in once: a token, and a scope that can record decisions."""
     from responder.config import HaloSettings
-    from responder.halo.client import HaloClient, HaloError, HaloUnavailable
+    from responder.halo.client import HaloAuthError, HaloClient, HaloError, HaloUnavailable
 
     secret: Secret = section["client_secret"]
     settings = HaloSettings.model_validate({**section, "client_secret": secret.value,
@@ -241,15 +250,13 @@ async def try_halo(section: dict[str, Any]) -> str:
             said = await halo.check()
     except HaloError as exc:
         text = str(exc).replace(secret.value, "***")
-        code = re.search(r": (\w+)\)$", text)
-        hint = _HINTS.get(code.group(1) if code else "", "")
+        hint = _HINTS.get(exc.code if isinstance(exc, HaloAuthError) else "", "")
         if exc.status == 404:
             hint = f"no token endpoint at {settings.token_url}: check the address"
         elif isinstance(exc, HaloUnavailable) and exc.status is None:
             hint = f"cannot reach {settings.token_url}: check the address"
         raise InitStop(f"Halo: {hint} ({text})" if hint else f"Halo: {text}") from None
-    match = re.search(r"scope (.*?), expires", said)
-    granted = set((match.group(1) if match else settings.scope).split())
+    granted = set(halo.granted_scope.split())
     if not granted & {"all", "edit:tickets"}:
         raise InitStop(f"Halo: the token's scope ({' '.join(sorted(granted))}) cannot record "
                        "decisions: give the application edit:tickets (or all) and --scope")
@@ -342,17 +349,12 @@ def ask_sending(a: Asker, kind: str, folder: Path, mailbox: dict[str, Any],
 
 async def try_mailbox(settings: Settings) -> list[str]:
     """Sign in to the mailbox read-only and open its folder, before SMTP is asked about."""
-    from responder.mailboxes import MailboxError
-    from responder.service import read_only_mailbox
+    from responder.service import check_mailbox, read_only_mailbox
 
-    mailbox = read_only_mailbox(settings)
-    try:
-        await mailbox.open()
-        return [await mailbox.describe()]
-    except MailboxError as exc:
-        raise InitStop(f"mailbox: {exc}") from None
-    finally:
-        await mailbox.close()
+    line = await check_mailbox(read_only_mailbox(settings))
+    if not line.ok:
+        raise InitStop(f"mailbox: {line.detail}")
+    return [line.detail]
 
 
 async def try_sending(settings: Settings) -> list[str]:
@@ -465,9 +467,9 @@ def run_init(args: argparse.Namespace) -> int:
     data = _until_it_works(a, sending, lambda d: asyncio.run(try_sending(_settings(d))))
     a.out("Trust: which server's Authentication-Results to believe")
     data["security"] = choose_trust(a, _settings(data))
-    _settings(data)  # the whole config validates before anything is written
+    settings = _settings(data)  # the whole config validates before anything is written
     written = write_config(target, data, list(a.secrets.values()))
-    for line in closing_lines(_settings(data), target, written):
+    for line in closing_lines(settings, target, written):
         a.out(line)
     return 0
 

@@ -79,7 +79,12 @@ class HaloError(Exception):
 
 
 class HaloAuthError(HaloError):
-    """Halo refused our credentials or our fresh token: a configuration problem."""
+    """Halo refused our credentials or our fresh token: a configuration problem.
+
+    ``code``: the OAuth ``error`` code Halo's token endpoint gave (``invalid_client``...),
+    when it gave a plausible one."""
+
+    code: str = ""
 
 
 class HaloUnavailable(HaloError):
@@ -163,6 +168,7 @@ class HaloClient:
         # when Halo refused the sign-in (that does not heal by waiting).
         self.reachable: bool | None = None
         self.refused = False
+        self.granted_scope = settings.scope  # what the last token says it grants (check())
 
     async def __aenter__(self) -> HaloClient:
         return self
@@ -229,8 +235,8 @@ class HaloClient:
         """Fetch a fresh token: proves the URL and the credentials, for ``responder check``."""
         async with self._token_lock:
             _, reply = await self._fetch_token()
-        scope = reply.get("scope") or self.settings.scope
-        return f"token ok (scope {scope}, expires in {_expires_in(reply):.0f} s)"
+        self.granted_scope = str(reply.get("scope") or self.settings.scope)
+        return f"token ok (scope {self.granted_scope}, expires in {_expires_in(reply):.0f} s)"
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -257,13 +263,16 @@ class HaloClient:
         )
         method, path = "POST", response.request.url.path
         if response.status_code in (400, 401, 403):
-            reason = _oauth_error(response)
-            raise HaloAuthError(
-                f"Halo refused the client credentials (HTTP {response.status_code}{reason})",
+            code = _oauth_error(response)
+            refused = HaloAuthError(
+                f"Halo refused the client credentials (HTTP {response.status_code}"
+                f"{': ' + code if code else ''})",
                 method=method,
                 path=path,
                 status=response.status_code,
             )
+            refused.code = code
+            raise refused
         if response.status_code >= 300:
             raise self._rejected(response, "the token request failed")
         data = _json(response)
@@ -527,7 +536,7 @@ def _oauth_error(response: httpx.Response) -> str:
     data = _json(response)
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, str) and error.replace("_", "").isalnum() and len(error) <= 40:
-        return f": {error}"
+        return error
     return ""
 
 

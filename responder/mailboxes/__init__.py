@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+PEEK_BYTES = 65536  # discovery reads at most this much of each header block
+
 
 @dataclass(frozen=True)
 class Incoming:

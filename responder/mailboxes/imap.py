@@ -38,7 +38,7 @@ from imapclient.exceptions import (
 
 from responder.config import ImapSettings
 from responder.connections.oauth import TokenError, TokenSource, token_source
-from responder.mailboxes import Incoming, MailboxAuthError, MailboxError
+from responder.mailboxes import PEEK_BYTES, Incoming, MailboxAuthError, MailboxError
 from responder.reading.message import message_id as message_id_of
 
 log = logging.getLogger("responder.imap")  # the name logs have always carried
@@ -46,7 +46,6 @@ log = logging.getLogger("responder.imap")  # the name logs have always carried
 T = TypeVar("T")
 
 _SLICE = 0.5  # longest a blocked IDLE/poll wait goes without checking whether it was stopped
-PEEK_BYTES = 65536  # discovery reads at most this much of each header block
 _WHOLE_BATCH_BYTES = 16 * 1024 * 1024  # one FETCH BODY.PEEK[] brings at most about this much
 _DROPPED = (IMAPClientAbortError, OSError)  # the connection is gone: reconnect and retry once
 _TRYCREATE_PAUSES = (0.05, 0.2, 0.5)  # waits before a MOVE refused [TRYCREATE] is retried
@@ -508,7 +507,7 @@ class ImapMailbox:
     def _peek(self, client: Any, limit: int) -> list[bytes]:
         """The newest messages' header blocks, newest first: BODY.PEEK sets no flag."""
         client.noop()
-        uids = sorted(client.search("ALL"))[-max(limit, 0):] if limit > 0 else []
+        uids = sorted(client.search("ALL"))[-limit:] if limit > 0 else []
         data = client.fetch(uids, [f"BODY.PEEK[HEADER]<0.{PEEK_BYTES}>"]) if uids else {}
         return [bytes(data[uid].get(b"BODY[HEADER]<0>") or data[uid].get(b"BODY[HEADER]") or b"")
                 for uid in reversed(uids) if uid in data]

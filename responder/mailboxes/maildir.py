@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from responder.config import MaildirSettings
-from responder.mailboxes import Incoming, MailboxError
+from responder.mailboxes import PEEK_BYTES, Incoming, MailboxError
 from responder.reading.message import message_id as message_id_of
 
 log = logging.getLogger("responder.maildir")  # the name logs have always carried
@@ -206,9 +206,9 @@ class MaildirMailbox:
     def _peek(self, limit: int) -> list[bytes]:
         """The newest messages' header blocks, newest first; no file is renamed."""
         found = []
-        for entry in reversed(self._entries()[-max(limit, 0):] if limit > 0 else []):
+        for entry in reversed(self._entries()[-limit:] if limit > 0 else []):
             try:
-                found.append(read_header(entry.path, limit=65536))
+                found.append(read_header(entry.path, limit=PEEK_BYTES))
             except FileNotFoundError:  # filed by a running instance meanwhile
                 continue
             except OSError as exc:

@@ -9,14 +9,10 @@ new text the person wrote, the decision word in it, and whether a machine wrote 
 from __future__ import annotations
 
 import contextlib
-import email
-import email.errors
-import email.policy
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -117,8 +113,9 @@ class Facts:
         }
 
 
-_HEAD = 256 * 1024  # the most of a too-large message read: its header, for the ledger
-MAX_HEADER_BYTES = _HEAD  # a longer header block is not read (real ones: a few KB to 60 KB)
+# A longer header block is not read (real ones: a few KB to 60 KB); of a too-large message
+# only the header is read, for the ledger.
+MAX_HEADER_BYTES = 256 * 1024
 MAX_HEADER_TEXT = 4_000  # characters of a header decoded for its text (the Subject)
 FROM_HASHED = 4_000  # characters of an unreadable From: that tell its copies apart
 
@@ -132,8 +129,8 @@ def analyse(
     parsing = parsing or ParsingSettings()
     raw = text_only(raw)  # attachments are never read nor counted, whichever the mailbox
     if len(raw) > parsing.max_message_bytes:  # bounded time and memory: the header only
-        end = raw.find(b"\r\n\r\n", 0, _HEAD)
-        head = raw[: end + 4 if end >= 0 else _HEAD][: parsing.max_message_bytes]
+        end = raw.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES)
+        head = raw[: end + 4 if end >= 0 else MAX_HEADER_BYTES][: parsing.max_message_bytes]
         facts = analyse(head, parsing, grammar)
         why = f"message too large: {len(raw)} bytes of text (limit {parsing.max_message_bytes})"
         return replace(facts, content_hash=hashlib.sha256(raw).hexdigest(), unreadable=why,
@@ -228,8 +225,7 @@ def header_text(msg: Message, name: str) -> str:
     value = msg.get(name)
     if value is None:
         return ""
-    head = str(value)[:MAX_HEADER_TEXT]  # each encoded-word costs some µs: not 100,000 of them
-    return " ".join(header_text_value(head).split())
+    return display_text(str(value)[:MAX_HEADER_TEXT])  # not 100,000 encoded-words
 
 
 def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
@@ -250,7 +246,7 @@ def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
     address = normalise_address(box.address)
     if not address:
         return None, ("the From: address is malformed",)
-    suspicious = [why for why in name_problems(box, address) if why]
+    suspicious = name_problems(box, address)
     sender_values = raw_values(msg, "Sender")
     if sender_values and sender_values[0].strip():
         try:
@@ -262,11 +258,11 @@ def read_sender(msg: Message) -> tuple[str | None, tuple[str, ...]]:
     return address, tuple(suspicious)
 
 
-def name_problems(box: Mailbox, address: str) -> list[str | None]:
+def name_problems(box: Mailbox, address: str) -> list[str]:
     """What is wrong with the mailbox's decoded display name and comments, if anything."""
     found = [name_problem(display_text(box.phrase), address)] if box.phrase else []
     found += [name_problem(display_text(c), address, "comment") for c in box.comments]
-    return found
+    return [why for why in found if why]
 
 
 def raw_values(msg: Message, name: str) -> list[str]:
@@ -281,14 +277,6 @@ def _as_text(value: Any) -> str:
     with contextlib.suppress(UnicodeError):  # compat32 keeps 8-bit bytes as surrogates
         text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     return " ".join(text.split())
-
-
-def header_text_value(value: Any) -> str:
-    """RFC 2047 encoded-words decoded; the raw text where they are broken."""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        return str(value)
 
 
 def message_id(msg: Message) -> str:

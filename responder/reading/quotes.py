@@ -225,14 +225,12 @@ def split_reply(body: str, banners: Banners = DEFAULT_BANNERS) -> Split:
     start, kind = cut
     above = _without_closing(lines[:start])
     text = _tidy(above)
-    if not text and kind in (Cut.QUOTE, Cut.ATTRIBUTION) and _is_quote_run(lines, start):
-        text = _tidy(_interleaved(lines, start))
-    elif kind in (Cut.QUOTE, Cut.ATTRIBUTION) and is_greeting(text) and \
+    if kind in (Cut.QUOTE, Cut.ATTRIBUTION) and (not text or is_greeting(text)) and \
             _is_quote_run(lines, start):
-        # The Bat!'s "Здравствуйте, Name." above "Вы писали …:" and the quote, and the
-        # reply written below the quote: the greeting is no answer, what is below is.
+        # Nothing above the quote, or only a greeting (The Bat!'s "Здравствуйте, Name."
+        # above "Вы писали …:"): the reply is written between or below the quotes.
         below = _tidy(_interleaved(lines, start))
-        text = f"{text}\n\n{below}" if below else text
+        text = "\n\n".join(part for part in (text, below) if part)
     remainder = lines[start:]
     original = "\n".join(_unquote(line) for line in remainder).strip()
     forwarded = kind is Cut.FORWARD or _has_forward_marker(remainder)

@@ -22,7 +22,8 @@ class Sender(Protocol):
                         after: After | None = None) -> list[str | None]:
         """None or an error per message (None too for one ``before`` declined); shorter
         than ``messages`` if the rest were not tried; SmtpError when none could be tried
-        (then neither hook was called)."""
+        (SMTP: before any hook; Graph's sendMail: after ``before`` of the first, without
+        its ``after``, so the caller must release what ``before`` marked)."""
 
     async def check(self) -> str:
         """Sign in without sending; a one-line description for ``responder check``."""

@@ -57,13 +57,6 @@ class Discovery:
         """More than one server stamped the newest messages: the admin must choose."""
         return len([p for p, _ in self.counts if p != NOTHING]) > 1
 
-    def security(self) -> SecuritySettings:
-        """The proposal as settings (no trust at all when nothing fits)."""
-        return SecuritySettings(
-            trusted_authserv_id=tuple(self.proposal.trusted_authserv_id),
-            exchange_internal=self.proposal.exchange_internal,
-            internal_domains=tuple(self.proposal.internal_domains))
-
     def block(self) -> dict[str, Any]:
         """The proposal as the ``[security]`` table of a config."""
         table: dict[str, Any] = {"trusted_authserv_id": list(self.proposal.trusted_authserv_id)}
@@ -83,8 +76,7 @@ class Discovery:
 
 
 def _profile_of(sample: Sample) -> str:
-    profile = EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
-    return profile if _HOST.fullmatch(profile) else NOTHING
+    return sample.profile if _HOST.fullmatch(sample.profile) else NOTHING
 
 
 def discover(headers: list[bytes], current: SecuritySettings) -> Discovery:
@@ -98,10 +90,7 @@ def discover(headers: list[bytes], current: SecuritySettings) -> Discovery:
     proposal.contradictions = []  # against an empty config: every sample "contradicts" it
     proposal.internal_domains = [d for d in proposal.internal_domains if _HOST.fullmatch(d)]
     proposal.exchange_internal = bool(proposal.internal_domains)
-    proposed = SecuritySettings(
-        trusted_authserv_id=tuple(proposal.trusted_authserv_id),
-        exchange_internal=proposal.exchange_internal,
-        internal_domains=tuple(proposal.internal_domains))
+    proposed = proposal.settings()
     verdicts = ([read_sample(s.name, raw, proposed).verdict
                  for s, raw in zip(samples, headers, strict=True)]
                 if profile != NOTHING else [s.verdict for s in samples])

@@ -49,6 +49,11 @@ class Sample:
     fits: str  # exchange-online, exchange-internal, mx.google.com, another id, or none
     verdict: Verdict
 
+    @property
+    def profile(self) -> str:
+        """The profile to trust: Exchange Online also for mail Exchange marked internal."""
+        return EXCHANGE_ONLINE if self.fits == INTERNAL else self.fits
+
     def as_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "verdict"}
         data["verdict"] = {"trusted": self.verdict.trusted, "method": self.verdict.method,
@@ -64,6 +69,12 @@ class Fit:
     exchange_internal: bool = False
     internal_domains: list[str] = field(default_factory=list)
     contradictions: list[str] = field(default_factory=list)
+
+    def settings(self) -> SecuritySettings:
+        """The fit as ``[security]`` settings (the config's other keys at their defaults)."""
+        return SecuritySettings(trusted_authserv_id=tuple(self.trusted_authserv_id),
+                                exchange_internal=self.exchange_internal,
+                                internal_domains=tuple(self.internal_domains))
 
     def toml(self) -> list[str]:
         lines = ["[security]", "trusted_authserv_id = [" + ", ".join(
@@ -128,7 +139,7 @@ def fit(samples: list[Sample], settings: SecuritySettings) -> Fit:
     found = Fit()
     trusted = {normalise_domain(i) for i in settings.trusted_authserv_id}
     for sample in samples:
-        profile = EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
+        profile = sample.profile
         if profile != NOTHING and profile not in found.trusted_authserv_id:
             found.trusted_authserv_id.append(profile)
         if sample.fits == INTERNAL:
@@ -145,7 +156,7 @@ def fit(samples: list[Sample], settings: SecuritySettings) -> Fit:
 
 def _contradictions(sample: Sample, settings: SecuritySettings, trusted: set[str]) -> list[str]:
     said: list[str] = []
-    profile = EXCHANGE_ONLINE if sample.fits == INTERNAL else sample.fits
+    profile = sample.profile
     if sample.fits == NOTHING:
         own = (" (it is DKIM-signed: the service's own DKIM check, not run here, may)"
                if sample.dkim else "")
